@@ -1,0 +1,95 @@
+"""One in-memory shape for every retrieval dataset: corpus, queries, labels, ground truth, splits.
+
+The distinction that makes retrlab's lessons possible is between **labels** and **truth**:
+
+* ``positives[qid]`` — the labelled positives a trainer may use (wiki-car: one per query, like
+  MS MARCO's sparse labels);
+* ``qrels[qid]`` — the complete ground truth (wiki-car: every passage of the query's section).
+
+Passages in ``qrels`` but not in ``positives`` are *hidden positives*: a miner that does not know
+about them calls them negatives. Evaluation always uses ``qrels``; training only ``positives``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from retrlab.cache import atomic_write_json, load_json
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class RetrievalData:
+    name: str
+    corpus: dict[str, dict]  # pid -> {"title": str, "text": str, ...metadata}
+    queries: dict[str, str]  # qid -> query text
+    qrels: dict[str, dict[str, int]]  # qid -> {pid: grade}, the complete ground truth
+    positives: dict[str, list[str]]  # qid -> labelled positives (a subset of qrels[qid])
+    splits: dict[str, list[str]]  # split name -> qids
+    split_pids: dict[str, list[str]] = field(default_factory=dict)  # optional per-split search corpus
+
+    def __post_init__(self) -> None:
+        self.pids = list(self.corpus)
+        self._row = {pid: i for i, pid in enumerate(self.pids)}
+
+    # --- texts -------------------------------------------------------------------------------
+    def passage_text(self, pid: str) -> str:
+        """The text an encoder sees: ``"Title: body"`` (or the body alone when there is no title)."""
+        doc = self.corpus[pid]
+        return f"{doc['title']}: {doc['text']}" if doc.get("title") else doc["text"]
+
+    def passage_texts(self, pids: list[str] | None = None) -> list[str]:
+        return [self.passage_text(p) for p in (self.pids if pids is None else pids)]
+
+    def query_texts(self, qids: list[str]) -> list[str]:
+        return [self.queries[q] for q in qids]
+
+    def row(self, pid: str) -> int:
+        """Row of ``pid`` in ``self.pids`` (and in any corpus embedding matrix built from it)."""
+        return self._row[pid]
+
+    # --- splits and labels -------------------------------------------------------------------
+    def qids(self, split: str) -> list[str]:
+        if split not in self.splits:
+            raise KeyError(f"unknown split {split!r}; this dataset has {sorted(self.splits)}")
+        return self.splits[split]
+
+    def search_pids(self, split: str) -> list[str]:
+        """The passages a split's queries are searched over (the whole corpus unless narrowed)."""
+        return self.split_pids.get(split, self.pids)
+
+    def hidden_positives(self, qid: str) -> set[str]:
+        """Relevant passages that carry no training label (the false negatives of a naive miner)."""
+        return set(self.qrels.get(qid, {})) - set(self.positives.get(qid, []))
+
+    def subset(self, split_sizes: dict[str, int]) -> RetrievalData:
+        """A smaller copy with the first ``n`` queries of each split (for smoke runs)."""
+        splits = {s: q[: split_sizes.get(s, len(q))] for s, q in self.splits.items()}
+        return RetrievalData(self.name, self.corpus, self.queries, self.qrels, self.positives,
+                             splits, self.split_pids)
+
+    # --- persistence -------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        for key in ("corpus", "queries", "qrels", "positives", "splits", "split_pids"):
+            atomic_write_json(folder / f"{key}.json", getattr(self, key))
+        atomic_write_json(folder / "meta.json", {"name": self.name})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RetrievalData:
+        folder = Path(folder)
+        missing = [p.name for p in (folder / f"{k}.json" for k in
+                   ("meta", "corpus", "queries", "qrels", "positives", "splits")) if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"{folder} is not a saved RetrievalData folder: missing {missing}")
+        parts = {k: load_json(folder / f"{k}.json") for k in
+                 ("corpus", "queries", "qrels", "positives", "splits")}
+        split_pids = load_json(folder / "split_pids.json") if (folder / "split_pids.json").exists() else {}
+        return cls(load_json(folder / "meta.json")["name"], split_pids=split_pids, **parts)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}={len(q)}" for s, q in self.splits.items())
+        return f"RetrievalData({self.name!r}: {len(self.corpus)} passages, queries {sizes})"
+

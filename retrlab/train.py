@@ -1,0 +1,157 @@
+"""One small, readable training loop for bi-encoders.
+
+Each step: sample a batch of training queries (seeded), take each query's labelled positive and
+the negatives a *strategy* picks for it, embed everything, and minimise the listwise InfoNCE
+loss over in-batch + extra negatives (DPR, Karpukhin et al. 2020, ``dpr/models/biencoder.py:
+BiEncoderNllLoss``). AdamW with linear warm-up then linear decay. Hooks run every N steps
+(evaluate on dev, refresh an index, log) and write into a ``History`` that notebooks plot.
+
+A strategy is any function ``(qid, rng) -> list[pid]``: the negatives for that query this step.
+``step_fn`` replaces the loss computation when a method needs another one (STAR's pairwise loss,
+ADORE's rank-weighted loss, ...). Same seed, same batches, same numbers.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from retrlab.data.dataset import RetrievalData
+from retrlab.encoders import BiEncoder
+from retrlab.losses import info_nce_loss
+from retrlab.utils import seed_everything
+
+NegativeStrategy = Callable[[str, random.Random], list[str]]
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 120
+    batch_size: int = 16  # queries per step; each brings one positive (and its negatives)
+    lr: float = 2e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    tau: float = 0.05  # temperature; 0.05 = sentence-transformers' scale 20 for cosine scores
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class Batch:
+    qids: list[str]
+    queries: list[str]  # (B,) query texts
+    positive_pids: list[str]  # (B,) one labelled positive per query
+    negative_pids: list[list[str]]  # (B, n) extra negatives per query (n may be 0)
+
+
+@dataclass
+class History:
+    """Logged values per step: ``history.rows`` is a list of dicts, ``series(name)`` gives a curve."""
+    rows: list[dict] = field(default_factory=list)
+
+    def log(self, step: int, **values: float) -> None:
+        if self.rows and self.rows[-1]["step"] == step:
+            self.rows[-1].update(values)
+        else:
+            self.rows.append({"step": step, **values})
+
+    def series(self, name: str) -> tuple[list[int], list[float]]:
+        points = [(r["step"], r[name]) for r in self.rows if name in r]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    def last(self, name: str) -> float:
+        return self.series(name)[1][-1]
+
+
+@dataclass
+class Hook:
+    """Run ``fn(step, model)`` every ``every`` steps (and after the last); its dict is logged."""
+    every: int
+    fn: Callable[[int, BiEncoder], dict | None]
+
+    def due(self, step: int, last_step: int) -> bool:
+        return step % self.every == 0 or step == last_step
+
+
+def no_negatives(qid: str, rng: random.Random) -> list[str]:
+    """In-batch negatives only (the DPR baseline without hard negatives)."""
+    return []
+
+
+def query_batches(data: RetrievalData, batch_size: int, seed: int,
+                  strategy: NegativeStrategy = no_negatives, split: str = "train") -> Iterator[Batch]:
+    """Endless seeded batches: epochs over the shuffled training queries, one positive each."""
+    rng = random.Random(seed)
+    qids = [q for q in data.qids(split) if data.positives.get(q)]
+    if len(qids) < batch_size:
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(qids)} labelled {split} queries")
+    while True:
+        order = rng.sample(qids, len(qids))
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            chosen = order[start:start + batch_size]
+            yield Batch(chosen, data.query_texts(chosen),
+                        [rng.choice(data.positives[q]) for q in chosen],
+                        [strategy(q, rng) for q in chosen])
+
+
+def known_positive_mask(data: RetrievalData, batch: Batch, passage_pids: list[str]) -> torch.Tensor:
+    """(B, P) True where a passage in the batch is a *labelled* positive of another row's query.
+
+    Such a column would be a false negative we know about (two queries of one section can share a
+    positive); it is dropped from that row's softmax. Only labels are used, never the hidden truth.
+    """
+    labelled = [set(data.positives[q]) for q in batch.qids]
+    return torch.tensor([[p in labelled[i] for p in passage_pids] for i in range(len(batch.qids))])
+
+
+def contrastive_loss(model: BiEncoder, data: RetrievalData, batch: Batch, tau: float) -> torch.Tensor:
+    """Listwise InfoNCE: each query against all positives and all extra negatives of the batch."""
+    negatives = [p for row in batch.negative_pids for p in row]
+    q = model.embed_queries(batch.queries)  # (B, H)
+    p = model.embed_passages(data.passage_texts(batch.positive_pids + negatives))  # (B + N, H)
+    exclude = known_positive_mask(data, batch, batch.positive_pids + negatives).to(q.device)
+    return info_nce_loss(q, p[:len(q)], p[len(q):] if negatives else None, tau, exclude)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig):
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    warmup = math.ceil(config.warmup_ratio * config.steps)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, config.steps)
+
+
+def train(model: BiEncoder, data: RetrievalData, config: TrainConfig,
+          strategy: NegativeStrategy = no_negatives, hooks: list[Hook] = (),
+          step_fn: Callable | None = None, batches: Iterator[Batch] | None = None,
+          progress: bool = True, history: History | None = None) -> History:
+    """Train ``model`` in place for ``config.steps`` steps and return the logged history."""
+    seed_everything(config.seed)
+    step_fn = step_fn or contrastive_loss
+    batches = batches or query_batches(data, config.batch_size, config.seed, strategy)
+    optimizer, scheduler = make_optimizer(model, config)
+    history = history or History()
+    started = time.perf_counter()
+    model.train()
+    bar = tqdm(range(1, config.steps + 1), desc="train", disable=not progress)
+    for step in bar:
+        loss = step_fn(model, data, next(batches), config.tau)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        history.log(step, loss=loss.item(), lr=scheduler.get_last_lr()[0],
+                    seconds=time.perf_counter() - started)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        for hook in hooks:
+            if hook.due(step, config.steps):
+                history.log(step, **(hook.fn(step, model) or {}))
+    model.eval()
+    return history
+

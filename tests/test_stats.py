@@ -1,0 +1,35 @@
+import pytest
+
+from retrlab.stats import compare_runs, mean_std, paired_bootstrap
+
+
+def test_identical_systems_are_within_noise():
+    values = {f"q{i}": i / 10 for i in range(10)}
+    c = paired_bootstrap(values, values, a="x", b="y", measure="MRR@10")
+    assert c.difference == 0 and (c.low, c.high) == (0, 0)
+    assert not c.significant and c.verdict().startswith("x and y are within noise")
+
+
+def test_a_consistent_gap_is_significant():
+    a = {f"q{i}": 0.9 for i in range(50)}
+    b = {f"q{i}": 0.5 + 0.01 * (i % 3) for i in range(50)}
+    c = paired_bootstrap(a, b, a="new", b="old")
+    assert c.significant and c.low > 0.37 and c.verdict().startswith("new beats old")
+
+
+def test_compare_runs_uses_per_query_metrics():
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    good = {"q1": {"d1": 2.0, "x": 1.0}, "q2": {"d2": 2.0, "x": 1.0}}
+    bad = {"q1": {"d1": 1.0, "x": 2.0}, "q2": {"d2": 1.0, "x": 2.0}}
+    c = compare_runs(good, bad, qrels, "MRR@10")
+    assert (c.mean_a, c.mean_b) == (1.0, 0.5)
+
+
+def test_no_shared_query():
+    with pytest.raises(ValueError, match="share no query"):
+        paired_bootstrap({"a": 1.0}, {"b": 1.0})
+
+
+def test_mean_std():
+    assert mean_std([0.5]) == "0.500"
+    assert mean_std([0.5, 0.7]) == "0.600 ± 0.141"
