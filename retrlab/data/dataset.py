@@ -64,10 +64,19 @@ class RetrievalData:
         return set(self.qrels.get(qid, {})) - set(self.positives.get(qid, []))
 
     def subset(self, split_sizes: dict[str, int]) -> RetrievalData:
-        """A smaller copy with the first ``n`` queries of each split (for smoke runs)."""
+        """A smaller copy with the first ``n`` queries of each split (for smoke runs).
+
+        When passages carry an ``article`` field (wiki-car), each split's search corpus shrinks to
+        the articles of the queries kept, so a smoke run also encodes fewer passages.
+        """
         splits = {s: q[: split_sizes.get(s, len(q))] for s, q in self.splits.items()}
+        split_pids = dict(self.split_pids)
+        for s, qids in splits.items():
+            articles = {self.corpus[p].get("article") for q in qids for p in self.qrels.get(q, {})}
+            if s in split_pids and None not in articles:
+                split_pids[s] = [p for p in split_pids[s] if self.corpus[p]["article"] in articles]
         return RetrievalData(self.name, self.corpus, self.queries, self.qrels, self.positives,
-                             splits, self.split_pids)
+                             splits, split_pids)
 
     # --- persistence -------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:

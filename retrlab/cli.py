@@ -1,0 +1,84 @@
+"""The ``retrlab`` command: build the data, evaluate a retriever — without opening Jupyter.
+
+    retrlab data                 # build (or load) wiki-car and print its data card
+    retrlab eval --model bm25    # test metrics of BM25
+    retrlab eval --model minilm  # ... of zero-shot all-MiniLM-L6-v2 (or a saved model folder)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def _load_data(args):
+    from retrlab.data import load_beir, load_wikicar
+
+    return load_beir(args.beir) if args.beir else load_wikicar(seed=args.seed)
+
+
+def cmd_data(args) -> int:
+    from retrlab.data import data_card, format_card
+
+    started = time.perf_counter()
+    data = _load_data(args)
+    print(format_card(data_card(data)))
+    print(f"(ready in {time.perf_counter() - started:.2f} s)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from retrlab.encoders import BiEncoder
+    from retrlab.evaluation import MEASURES, bm25_run, dense_run, evaluate_run
+    from retrlab.metrics import metrics_table, write_trec_run
+
+    data = _load_data(args)
+    started = time.perf_counter()
+    if args.model == "bm25":
+        run = bm25_run(data, args.split, k=100)
+    else:
+        model = BiEncoder.minilm() if args.model == "minilm" else BiEncoder.from_pretrained(args.model)
+        model.passage_max_length = args.max_length
+        run = dense_run(model, data, args.split, k=100)
+    results = evaluate_run(run, data, args.split, MEASURES)
+    print(metrics_table({f"{args.model} ({args.split})": results}))
+    print(f"({len(run)} queries, {time.perf_counter() - started:.1f} s)")
+    if args.run_file:
+        write_trec_run(run, args.run_file, tag=args.model)
+        print(f"run written to {args.run_file}")
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retrlab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_text in [("data", cmd_data, "build/load the data and print its card"),
+                                ("eval", cmd_eval, "evaluate a retriever on a split")]:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--seed", type=int, default=0, help="wiki-car label/split seed")
+        p.add_argument("--beir", metavar="FOLDER", help="use a BEIR-format dataset folder instead")
+        p.set_defaults(fn=fn)
+        if name == "eval":
+            p.add_argument("--model", default="minilm", help="bm25, minilm, or a saved model folder")
+            p.add_argument("--split", default="test")
+            p.add_argument("--max-length", type=int, default=128, help="passage max tokens")
+            p.add_argument("--run-file", help="also write the run in TREC format here")
+            p.add_argument("--json", action="store_true", help="print the metrics as JSON too")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"retrlab: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The two simplest strategies: random passages, and a uniform draw from a pool's top candidates.
+
+* ``random_negatives`` — any passage that is not a labelled positive (ANCE's "Rand Neg" baseline).
+* ``uniform_from_pool`` — a uniform draw from the top-``depth`` candidates of a pool. With a BM25
+  pool this is DPR's hard negative (Karpukhin et al. 2020: "a top BM25 passage that does not
+  contain the answer"; DPR's ``create_biencoder_input`` shuffles the BM25 negatives and takes the
+  first). With a warm-up model's pool it is STAR's static hard negative; with a refreshed pool, ANCE's.
+
+Neither looks at the ground truth: hidden positives in the pool are sampled like any negative.
+``RecordingStrategy`` wraps a strategy to remember what it returned, so a notebook can measure
+afterwards how many of the negatives a model *actually trained on* were false negatives.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from retrlab.data.dataset import RetrievalData
+from retrlab.pool import CandidatePool
+
+Strategy = Callable[[str, random.Random], list[str]]
+
+
+def uniform_from_pool(pool: CandidatePool, n: int = 1, depth: int | None = None) -> Strategy:
+    """``n`` distinct negatives drawn uniformly from each query's top-``depth`` pool candidates."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+
+    def strategy(qid: str, rng: random.Random) -> list[str]:
+        candidates = pool.candidates(qid)[0][:depth]
+        return rng.sample(candidates, min(n, len(candidates)))
+
+    return strategy
+
+
+def random_negatives(data: RetrievalData, n: int = 1, split: str = "train") -> Strategy:
+    """``n`` passages drawn uniformly from the split's corpus, labelled positives excluded."""
+    pids = data.search_pids(split)
+
+    def strategy(qid: str, rng: random.Random) -> list[str]:
+        labelled = set(data.positives[qid])
+        picked: list[str] = []
+        while len(picked) < n:
+            pid = rng.choice(pids)
+            if pid not in labelled and pid not in picked:
+                picked.append(pid)
+        return picked
+
+    return strategy
+
+
+class RecordingStrategy:
+    """Wrap a strategy and keep every (qid, negatives) it returns, in call order."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+        self.picks: list[tuple[str, list[str]]] = []
+
+    def __call__(self, qid: str, rng: random.Random) -> list[str]:
+        negatives = self.strategy(qid, rng)
+        self.picks.append((qid, negatives))
+        return negatives
+
+    def false_negative_rate(self, data: RetrievalData) -> float:
+        """Fraction of the recorded negatives that are relevant by the ground truth."""
+        flags = [pid in data.qrels.get(qid, {}) for qid, negs in self.picks for pid in negs]
+        return sum(flags) / len(flags) if flags else 0.0

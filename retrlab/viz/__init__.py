@@ -1,0 +1,1 @@
+"""Plots (matplotlib) and, later, widgets (ipywidgets) over retrlab's pure functions."""
