@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
+import socket
 
 import pytest
 
@@ -10,6 +12,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model comes from an instal
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from retrlab.data.dataset import RetrievalData  # noqa: E402
+from retrlab.encoders import BiEncoder  # noqa: E402
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only_connect(sock: socket.socket, address) -> None:
+    """The offline guarantee: tests may talk to servers they start on 127.0.0.1, nothing else."""
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise RuntimeError(f"network access blocked in tests: connect to {address!r}")
+    return _real_connect(sock, address)
+
+
+socket.socket.connect = _loopback_only_connect
 from retrlab.encoders import BiEncoder  # noqa: E402
 
 

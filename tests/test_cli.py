@@ -1,0 +1,42 @@
+import json
+
+from retrlab.cli import main
+from tests.conftest import make_toy_data
+
+
+def _write_beir(folder, data):
+    (folder / "qrels").mkdir(parents=True)
+    with open(folder / "corpus.jsonl", "w") as f:
+        for pid, doc in data.corpus.items():
+            f.write(json.dumps({"_id": pid, "title": doc["title"], "text": doc["text"]}) + "\n")
+    with open(folder / "queries.jsonl", "w") as f:
+        for qid, text in data.queries.items():
+            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    with open(folder / "qrels" / "test.tsv", "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, rel in data.qrels.items():
+            f.writelines(f"{qid}\t{pid}\t{g}\n" for pid, g in rel.items())
+
+
+def test_eval_bm25_on_a_beir_folder(tmp_path, capsys):
+    _write_beir(tmp_path / "toy", make_toy_data())
+    assert main(["eval", "--beir", str(tmp_path / "toy"), "--model", "bm25", "--json",
+                 "--run-file", str(tmp_path / "run.trec")]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert set(metrics) == {"MRR@10", "R@20", "R@100", "nDCG@10"} and 0 < metrics["MRR@10"] <= 1
+    assert (tmp_path / "run.trec").read_text().split("\n")[0].split()[1] == "Q0"
+
+
+def test_bad_paths_give_an_error_and_exit_code_2(tmp_path, capsys):
+    assert main(["eval", "--beir", str(tmp_path / "missing"), "--model", "bm25"]) == 2
+    assert "retrlab: error" in capsys.readouterr().err
+    _write_beir(tmp_path / "toy", make_toy_data())
+    assert main(["eval", "--beir", str(tmp_path / "toy"), "--model", str(tmp_path / "no-model")]) == 2
+
+
+def test_data_prints_the_card_of_a_beir_folder(tmp_path, capsys):
+    _write_beir(tmp_path / "toy", make_toy_data())
+    assert main(["data", "--beir", str(tmp_path / "toy")]) == 0
+    out = capsys.readouterr().out
+    assert "12" in out and "passages" in out
