@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -84,20 +85,42 @@ def no_negatives(qid: str, rng: random.Random) -> list[str]:
     return []
 
 
-def query_batches(data: RetrievalData, batch_size: int, seed: int,
-                  strategy: NegativeStrategy = no_negatives, split: str = "train") -> Iterator[Batch]:
-    """Endless seeded batches: epochs over the shuffled training queries, one positive each."""
-    rng = random.Random(seed)
-    qids = [q for q in data.qids(split) if data.positives.get(q)]
-    if len(qids) < batch_size:
-        raise ValueError(f"batch_size {batch_size} exceeds the {len(qids)} labelled {split} queries")
-    while True:
-        order = rng.sample(qids, len(qids))
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            chosen = order[start:start + batch_size]
-            yield Batch(chosen, data.query_texts(chosen),
-                        [rng.choice(data.positives[q]) for q in chosen],
-                        [strategy(q, rng) for q in chosen])
+class QueryBatches:
+    """Endless seeded batches: epochs over the shuffled training queries, one positive each.
+
+    Its state (random generator, epoch order, position) can be saved and restored, so that an
+    interrupted run resumes with exactly the batches it would have seen.
+    """
+
+    def __init__(self, data: RetrievalData, batch_size: int, seed: int,
+                 strategy: NegativeStrategy = no_negatives, split: str = "train") -> None:
+        self.qids = [q for q in data.qids(split) if data.positives.get(q)]
+        if len(self.qids) < batch_size:
+            raise ValueError(f"batch_size {batch_size} exceeds the {len(self.qids)} labelled {split} queries")
+        self.data, self.batch_size, self.strategy = data, batch_size, strategy
+        self.rng, self.order, self.position = random.Random(seed), [], 0
+
+    def __iter__(self) -> QueryBatches:
+        return self
+
+    def __next__(self) -> Batch:
+        if self.position + self.batch_size > len(self.order):  # a new epoch, in a new order
+            self.order, self.position = self.rng.sample(self.qids, len(self.qids)), 0
+        chosen = self.order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return Batch(chosen, self.data.query_texts(chosen),
+                     [self.rng.choice(self.data.positives[q]) for q in chosen],
+                     [self.strategy(q, self.rng) for q in chosen])
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.getstate(), "order": list(self.order), "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.setstate(state["rng"])
+        self.order, self.position = list(state["order"]), state["position"]
+
+
+query_batches = QueryBatches  # the name the notebooks use
 
 
 def known_positive_mask(data: RetrievalData, batch: Batch, passage_pids: list[str]) -> torch.Tensor:
@@ -126,19 +149,52 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig):
     return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, config.steps)
 
 
+def save_checkpoint(path: Path, step: int, model, optimizer, scheduler, batches, history: History) -> None:
+    """Everything a run needs to continue exactly: weights, optimiser, schedule, batches, RNG, history."""
+    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "batches": batches.state_dict(),
+             "torch_rng": torch.get_rng_state(), "history": history.rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a run killed while saving keeps its previous checkpoint
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, batches, history: History) -> int:
+    """Restore a checkpoint written by ``save_checkpoint``; returns the step it was taken at."""
+    state = torch.load(path, map_location=model.device, weights_only=False)  # our own file
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    batches.load_state_dict(state["batches"])
+    torch.set_rng_state(state["torch_rng"])
+    history.rows[:] = state["history"]
+    return state["step"]
+
+
 def train(model: BiEncoder, data: RetrievalData, config: TrainConfig,
           strategy: NegativeStrategy = no_negatives, hooks: list[Hook] = (),
           step_fn: Callable | None = None, batches: Iterator[Batch] | None = None,
-          progress: bool = True, history: History | None = None) -> History:
-    """Train ``model`` in place for ``config.steps`` steps and return the logged history."""
+          progress: bool = True, history: History | None = None,
+          checkpoint: str | Path | None = None, checkpoint_every: int = 0) -> History:
+    """Train ``model`` in place for ``config.steps`` steps and return the logged history.
+
+    With ``checkpoint`` (a file path) and ``checkpoint_every=N``, the run is saved every N steps;
+    calling ``train`` again with the same arguments resumes from the last save and ends exactly
+    where an uninterrupted run would (same batches, same dropout, same optimiser state).
+    """
     seed_everything(config.seed)
     step_fn = step_fn or contrastive_loss
     batches = batches or query_batches(data, config.batch_size, config.seed, strategy)
     optimizer, scheduler = make_optimizer(model, config)
     history = history or History()
+    first = 1
+    if checkpoint is not None and Path(checkpoint).exists():
+        first = load_checkpoint(Path(checkpoint), model, optimizer, scheduler, batches, history) + 1
     started = time.perf_counter()
     model.train()
-    bar = tqdm(range(1, config.steps + 1), desc="train", disable=not progress)
+    bar = tqdm(range(first, config.steps + 1), desc="train", disable=not progress,
+               initial=first - 1, total=config.steps)
     for step in bar:
         loss = step_fn(model, data, next(batches), config.tau)
         optimizer.zero_grad(set_to_none=True)
@@ -152,6 +208,8 @@ def train(model: BiEncoder, data: RetrievalData, config: TrainConfig,
         for hook in hooks:
             if hook.due(step, config.steps):
                 history.log(step, **(hook.fn(step, model) or {}))
+        if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+            save_checkpoint(Path(checkpoint), step, model, optimizer, scheduler, batches, history)
     model.eval()
     return history
 

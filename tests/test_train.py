@@ -70,3 +70,24 @@ def test_fine_tuning_minilm_improves_the_toy_ranking(toy_data, minilm):
     train(minilm, toy_data, config, progress=False)
     after = evaluate_model(minilm, toy_data, "train", ["MRR@10"])["MRR@10"]
     assert after >= before
+
+
+def test_an_interrupted_run_resumes_exactly(toy_data, tmp_path):
+    def run(steps_before_crash=None):
+        model = BiEncoder.tiny(layers=1, hidden=32, heads=2, seed=0, passage_max_length=32)
+        config = TrainConfig(steps=6, batch_size=2, lr=1e-3, tau=1.0, seed=0)
+        hooks = []
+        if steps_before_crash:
+            def crash(step, m):
+                raise KeyboardInterrupt
+            hooks = [Hook(steps_before_crash, crash)]
+        return model, train(model, toy_data, config, hooks=hooks, progress=False,
+                            checkpoint=tmp_path / "ckpt.pt", checkpoint_every=2)
+
+    reference_model, reference = run()
+    (tmp_path / "ckpt.pt").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        run(steps_before_crash=5)  # dies after step 5's update, before its checkpoint: step 4 is saved
+    resumed_model, resumed = run()
+    assert resumed.series("loss") == reference.series("loss")
+    np.testing.assert_array_equal(resumed_model.encode_queries(["cats"]), reference_model.encode_queries(["cats"]))
