@@ -3,6 +3,7 @@
     retrlab data                 # build (or load) wiki-car and print its data card
     retrlab eval --model bm25    # test metrics of BM25
     retrlab eval --model minilm  # ... of zero-shot all-MiniLM-L6-v2 (or a saved model folder)
+    retrlab notebooks [--default] [--only 00 01]   # run notebooks headless into HTML, with wall times
 """
 from __future__ import annotations
 
@@ -52,6 +53,27 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_notebooks(args) -> int:
+    from pathlib import Path
+
+    from retrlab.notebooks import execute_notebook, find_notebooks, timing_table, write_html
+
+    mode = "default" if args.default else "smoke"
+    out = Path(args.out)
+    rows = []
+    from retrlab.notebooks import NOTEBOOK_DIR
+
+    for path in find_notebooks(args.dir or NOTEBOOK_DIR, args.only):
+        nb, seconds = execute_notebook(path, smoke=not args.default, timeout=args.timeout)
+        target = write_html(nb, out / f"{path.stem}-{mode}.html")
+        rows.append((path.stem, mode, seconds))
+        print(f"{path.stem:<40} {mode:>7} {seconds:7.1f} s  -> {target}", flush=True)
+    table = timing_table(rows)
+    (out / f"timings-{mode}.md").write_text(table + "\n")
+    print("\n" + table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrlab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--max-length", type=int, default=128, help="passage max tokens")
             p.add_argument("--run-file", help="also write the run in TREC format here")
             p.add_argument("--json", action="store_true", help="print the metrics as JSON too")
+    nb = sub.add_parser("notebooks", help="execute notebooks headless into HTML, printing wall times")
+    nb.add_argument("--default", action="store_true", help="default mode (full budget) instead of smoke mode")
+    nb.add_argument("--only", nargs="*", metavar="PREFIX", help="e.g. --only 00 01")
+    nb.add_argument("--dir", default=None, help="the notebooks folder (default: the checkout's notebooks/)")
+    nb.add_argument("--out", default="runs/notebooks", help="where the HTML and the timing table go")
+    nb.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    nb.set_defaults(fn=cmd_notebooks)
     return parser
 
 

@@ -40,3 +40,19 @@ def test_data_prints_the_card_of_a_beir_folder(tmp_path, capsys):
     assert main(["data", "--beir", str(tmp_path / "toy")]) == 0
     out = capsys.readouterr().out
     assert "12" in out and "passages" in out
+
+
+def test_notebooks_command_runs_a_notebook_into_html(tmp_path, capsys):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    nb = new_notebook(cells=[new_code_cell("import os\nprint('smoke', os.environ['RETRLAB_SMOKE'])")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / "00_probe.ipynb")
+    assert main(["notebooks", "--dir", str(folder), "--out", str(tmp_path / "out")]) == 0
+    html = (tmp_path / "out" / "00_probe-smoke.html").read_text()
+    assert "smoke 1" in html
+    assert "| `00_probe` | smoke |" in (tmp_path / "out" / "timings-smoke.md").read_text()
+    assert main(["notebooks", "--dir", str(folder), "--only", "99"]) == 2
