@@ -152,9 +152,9 @@ def test_same_seed_gives_identical_files_in_a_fresh_process(data, home, tmp_path
 
 def test_cached_load_is_fast_and_equal(data, home, monkeypatch):
     monkeypatch.setenv("RETRLAB_HOME", str(home))
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded shared machine must not fail this test
     again = wikicar.load_wikicar(seed=0)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert again.corpus == data.corpus and again.qrels == data.qrels
     assert again.positives == data.positives and again.splits == data.splits
 
