@@ -71,6 +71,7 @@ class BiEncoder(torch.nn.Module):
         self.tokenizer = tokenizer
         self.pooling, self.normalize, self.shared = pooling, normalize, shared
         self.query_max_length, self.passage_max_length = query_max_length, passage_max_length
+        self.to(default_device())  # a GPU when there is one (RETRLAB_DEVICE=cpu forces the CPU)
 
     # --- constructors ------------------------------------------------------------------------
     @classmethod
@@ -174,8 +175,96 @@ class BiEncoder(torch.nn.Module):
         model = cls(AutoModel.from_pretrained(folder / "query"),
                     AutoTokenizer.from_pretrained(folder / "query"), **settings)
         if not settings["shared"]:
-            model.passage_model = AutoModel.from_pretrained(folder / "passage")
+            model.passage_model = AutoModel.from_pretrained(folder / "passage").to(model.device)
         return model
 
-    def to_default_device(self) -> BiEncoder:
-        return self.to(default_device())
+
+class CrossEncoder(torch.nn.Module):
+    """A cross-encoder (re-ranker): query and passage read *jointly*, one relevance logit out.
+
+    ``[CLS] query [SEP] passage [SEP]`` goes through a transformer with a one-logit head
+    (``AutoModelForSequenceClassification(num_labels=1)``); ``sigmoid(logit)`` is the probability
+    that the passage is relevant — the "CE score" RocketQA thresholds at 0.1 / 0.9 (Qu et al. 2021,
+    ``RocketQA_NAACL2021/data_process/construct_marco_train_de.py``) and the ranker ``D_φ`` of AR2
+    (Zhang et al. 2022, ``AR2/model/models.py: Reranker``). Each (query, passage) pair costs a full
+    forward pass, so scoring is as slow as encoding passages with a bi-encoder: a re-ranker of a
+    short list, never a first-stage retriever.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, *, max_length: int = 128) -> None:
+        super().__init__()
+        if model.config.num_labels != 1:
+            raise ValueError(f"a CrossEncoder needs a one-logit head, got {model.config.num_labels} labels")
+        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
+        self.to(default_device())  # a GPU when there is one, as BiEncoder does
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, seed: int = 0, **kwargs) -> CrossEncoder:
+        """Any HF model with a one-logit head (new, drawn with ``seed``, if the checkpoint has none)."""
+        from transformers import AutoModelForSequenceClassification
+
+        path = Path(name_or_path)
+        settings = path / "retrlab_crossencoder.json"
+        if settings.exists():  # saved by CrossEncoder.save_pretrained
+            kwargs = {**json.loads(settings.read_text()), **kwargs}
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "some weights are newly initialised": the head, on purpose
+        try:
+            with torch.random.fork_rng():  # a new head is random: seed it, leave the caller's RNG alone
+                torch.manual_seed(seed)
+                model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), num_labels=1)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        return cls(model, AutoTokenizer.from_pretrained(str(name_or_path)), **kwargs)
+
+    @classmethod
+    def minilm(cls, **kwargs) -> CrossEncoder:
+        """all-MiniLM-L6-v2's encoder with a new one-logit head (to be trained: see retrlab.rerank)."""
+        return cls.from_pretrained(minilm_path(), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def tokenize(self, queries: list[str], passages: list[str]) -> dict[str, torch.Tensor]:
+        if isinstance(queries, str) or isinstance(passages, str):
+            raise TypeError("pass lists of texts, not single strings")
+        if len(queries) != len(passages):
+            raise ValueError(f"{len(queries)} queries but {len(passages)} passages: pairs must align")
+        batch = self.tokenizer(list(queries), list(passages), padding=True, truncation="only_second",
+                               max_length=self.max_length, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def forward(self, queries: list[str], passages: list[str]) -> torch.Tensor:
+        """(N,) relevance logits of aligned (query, passage) pairs, differentiable."""
+        return self.model(**self.tokenize(queries, passages)).logits.squeeze(-1)
+
+    def predict(self, queries: list[str], passages: list[str], batch_size: int = 64,
+                progress: bool = False) -> np.ndarray:
+        """(N,) float32 logits in input order; batches sorted by length, no autograd."""
+        if len(queries) != len(passages):
+            raise ValueError(f"{len(queries)} queries but {len(passages)} passages: pairs must align")
+        ids = self.tokenizer(list(queries), list(passages), truncation="only_second",
+                             max_length=self.max_length)
+        out = np.zeros(len(queries), dtype=np.float32)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode():
+            for rows in tqdm(length_sorted_batches([len(x) for x in ids["input_ids"]], batch_size),
+                             desc="cross-encode pairs", disable=not progress, leave=False):
+                batch = self.tokenizer.pad({k: [ids[k][i] for i in rows] for k in ids}, return_tensors="pt")
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                out[rows] = self.model(**batch).logits.squeeze(-1).float().cpu().numpy()
+        self.model.train(was_training)
+        return out
+
+    def predict_proba(self, queries: list[str], passages: list[str], **kwargs) -> np.ndarray:
+        """(N,) probabilities ``sigmoid(logit)`` in [0, 1]: what RocketQA's thresholds apply to."""
+        return 1.0 / (1.0 + np.exp(-self.predict(queries, passages, **kwargs)))
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        (folder / "retrlab_crossencoder.json").write_text(json.dumps({"max_length": self.max_length}))
+        return folder

@@ -55,3 +55,47 @@ def info_nce_loss(queries: torch.Tensor, positives: torch.Tensor, negatives: tor
 def pairwise_softplus_loss(positive_scores: torch.Tensor, negative_scores: torch.Tensor) -> torch.Tensor:
     """Mean of ``softplus(s- - s+) = -log sigmoid(s+ - s-)`` over matching pairs (ANCE's NLL)."""
     return F.softplus(negative_scores - positive_scores).mean()
+
+
+def kl_distillation_loss(student_scores: torch.Tensor, teacher_scores: torch.Tensor,
+                         teacher_tau: float = 1.0) -> torch.Tensor:
+    """``-Σ_i p_teacher(i) log p_student(i)``, averaged over rows of (B, C) score matrices.
+
+    The cross-entropy form of distillation: it equals ``KL(p_teacher ‖ p_student)`` plus the
+    teacher's entropy, a constant for the student, so both have the same gradient. AR2's
+    ``normal_loss`` (``AR2/wiki/co_training_wiki_train.py``) with ``p_teacher = softmax(r / T)``;
+    we use ``log_softmax`` where the official code adds ``eps = 1e-7`` inside the log.
+    The teacher's scores are detached: only the student learns.
+    """
+    if teacher_tau <= 0:
+        raise ValueError(f"teacher temperature must be > 0, got {teacher_tau}")
+    if student_scores.shape != teacher_scores.shape:
+        raise ValueError(f"student {tuple(student_scores.shape)} and teacher {tuple(teacher_scores.shape)} "
+                         "scores must have the same shape")
+    teacher = torch.softmax(teacher_scores.detach() / teacher_tau, dim=-1)
+    return -(teacher * torch.log_softmax(student_scores, dim=-1)).sum(-1).mean()
+
+
+def ar2_rewards(ranker_scores: torch.Tensor) -> torch.Tensor:
+    """(B, C) ranker scores, positive in column 0 -> (B, C) rewards ``log σ(r+ - r_i)`` (≤ 0).
+
+    ``reward_i = log(e^{r+} / (e^{r+} + e^{r_i}))``: the ranker's log-probability that the positive
+    beats candidate i. Near 0 for an easy negative, very negative for one that fools the ranker;
+    the positive's own reward is ``log 1/2``. No gradient: rewards are constants for the retriever.
+    """
+    r = ranker_scores.detach()
+    return F.logsigmoid(r[:, :1] - r)
+
+
+def ar2_adversarial_loss(retriever_scores: torch.Tensor, ranker_scores: torch.Tensor) -> torch.Tensor:
+    """AR2's REINFORCE term ``Σ_i reward_i · log p_θ(i)``, averaged over rows (positive in column 0).
+
+    ``p_θ = softmax(retriever_scores)`` over the group. Minimising it raises ``log p_θ(i)`` most for
+    the candidates with the most negative reward — the negatives the ranker finds hard — so the
+    retriever learns to retrieve what confuses the ranker. The official code sums over the batch
+    (``adv_loss.sum()``); we average over rows so λ does not depend on the batch size.
+    """
+    if retriever_scores.shape != ranker_scores.shape:
+        raise ValueError(f"retriever {tuple(retriever_scores.shape)} and ranker {tuple(ranker_scores.shape)} "
+                         "scores must have the same shape")
+    return (ar2_rewards(ranker_scores) * torch.log_softmax(retriever_scores, dim=-1)).sum(-1).mean()

@@ -35,7 +35,6 @@ def execute_notebook(path: str | Path, *, smoke: bool = True, timeout: int = 900
     nb = nbformat.read(path, as_version=4)
     previous = os.environ.get("RETRLAB_SMOKE")
     os.environ["RETRLAB_SMOKE"] = "1" if smoke else "0"  # the kernel inherits this environment
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
                             resources={"metadata": {"path": str(path.parent)}})
     started = time.perf_counter()

@@ -1,0 +1,141 @@
+"""Shared, cached artifacts: the warm-up retriever, its candidate pool, and the STAR model.
+
+STAR, ANCE and ADORE (and later RocketQA, AR2, SimANS) all start from a *warm-up* retriever —
+in the papers, a model fine-tuned with BM25 negatives (ANCE's ``drivers/run_warmup.py``,
+MRR@10 0.311 on MS MARCO). Every notebook calls these functions instead of depending on another
+notebook having run: the first call builds the artifact (and prints one line saying so), later
+calls load it from ``$RETRLAB_HOME`` in seconds.
+
+* ``warmup_retriever(data, smoke=...)`` — all-MiniLM-L6-v2 briefly fine-tuned with one BM25
+  negative per query (``retrlab.train``), saved with ``BiEncoder.save_pretrained``.
+* ``warmup_pool(data, depth=200, smoke=...)`` — the warm-up model's top-``depth`` over the train
+  split, labelled positives removed (STAR's ``prepare_hardneg.py``): a ``CandidatePool``.
+* ``star_retriever(data, smoke=...)`` — the STAR model of notebook 02 (``train_star`` on that pool).
+
+Each cache key holds the data's fingerprint, the budget and the seed, so a smoke run (smaller
+budget) or another dataset never reads a model built for something else.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrlab.cache import atomic_write_json, cached_dir, home, load_json
+from retrlab.data.dataset import RetrievalData
+from retrlab.encoders import BiEncoder
+from retrlab.pool import CandidatePool, bm25_pool, dense_pool
+from retrlab.train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What building a model costs: optimisation steps, batch size, passage tokens, seed."""
+    steps: int
+    batch_size: int
+    max_length: int
+    seed: int = 0
+
+    def key(self) -> str:
+        return f"st{self.steps}-b{self.batch_size}-L{self.max_length}-s{self.seed}"
+
+    def config(self, lr: float = 2e-5) -> TrainConfig:
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=lr, tau=0.05, seed=self.seed)
+
+
+# default: ~30 s (warm-up) / ~30 s (STAR) of training on 2 CPU cores; smoke: a few seconds each
+WARMUP_BUDGET = {False: Budget(steps=20, batch_size=16, max_length=64), True: Budget(2, 4, 48)}
+STAR_BUDGET = {False: Budget(steps=30, batch_size=8, max_length=64), True: Budget(3, 4, 48)}
+BM25_DEPTH = 10  # the warm-up's BM25 negative is drawn from BM25's top-10, as in notebook 01
+
+
+def fingerprint(data: RetrievalData) -> str:
+    """12 hex digits that change when the queries, labels, splits or search corpora change."""
+    parts = {"name": data.name, "splits": data.splits, "positives": data.positives,
+             "search": {s: data.search_pids(s) for s in data.splits}}
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def warmup_budget(smoke: bool) -> Budget:
+    return WARMUP_BUDGET[bool(smoke)]
+
+
+def star_budget(smoke: bool) -> Budget:
+    return STAR_BUDGET[bool(smoke)]
+
+
+def warmup_retriever(data: RetrievalData, *, smoke: bool, budget: Budget | None = None) -> BiEncoder:
+    """MiniLM fine-tuned with in-batch + one BM25 negative per query (built once, then cached)."""
+    budget = budget or warmup_budget(smoke)
+
+    def build(folder: Path) -> None:
+        print(f"building the warm-up retriever (MiniLM + BM25 negatives, {budget.steps} steps × "
+              f"batch {budget.batch_size}); cached for later calls")
+        from retrlab.negatives.uniform import uniform_from_pool
+
+        model = BiEncoder.minilm(passage_max_length=budget.max_length)
+        pool = bm25_pool(data, "train", depth=BM25_DEPTH)
+        train(model, data, budget.config(), strategy=uniform_from_pool(pool, n=1), progress=False)
+        model.save_pretrained(folder)
+
+    folder = cached_dir(f"models/warmup-{fingerprint(data)}-{budget.key()}", build)
+    return BiEncoder.from_pretrained(folder)
+
+
+def save_pool(pool: CandidatePool, path: str | Path) -> Path:
+    """Write a ``CandidatePool`` as one JSON file (atomic); ``load_pool`` reads it back exactly."""
+    return atomic_write_json(path, {
+        "source": pool.source, "qids": pool.qids, "pids": pool.pids,
+        "scores": [s.astype(np.float32).tolist() for s in pool.scores],
+        "hidden": [h.astype(bool).tolist() for h in pool.hidden],
+        "positive_scores": pool.positive_scores.astype(np.float32).tolist(),
+        "positive_ranks": pool.positive_ranks.astype(int).tolist()})
+
+
+def load_pool(path: str | Path) -> CandidatePool:
+    raw = load_json(path)
+    return CandidatePool(raw["source"], raw["qids"], raw["pids"],
+                         [np.asarray(s, dtype=np.float32) for s in raw["scores"]],
+                         [np.asarray(h, dtype=bool) for h in raw["hidden"]],
+                         np.asarray(raw["positive_scores"], dtype=np.float32),
+                         np.asarray(raw["positive_ranks"], dtype=np.int64))
+
+
+def warmup_pool(data: RetrievalData, depth: int = 200, *, smoke: bool) -> CandidatePool:
+    """The warm-up model's top-``depth`` train candidates (labelled positives removed), cached."""
+    budget = warmup_budget(smoke)
+    path = home() / "pools" / f"warmup-{fingerprint(data)}-{budget.key()}-d{depth}.json"
+    if path.exists():
+        return load_pool(path)
+    model = warmup_retriever(data, smoke=smoke)
+    print(f"mining the warm-up pool: top-{depth} of {len(data.search_pids('train'))} train passages "
+          f"for {len(data.qids('train'))} queries; cached for later calls")
+    pool = dense_pool(model, data, "train", depth=depth, source="warm-up")
+    save_pool(pool, path)
+    return pool
+
+
+def star_retriever(data: RetrievalData, *, smoke: bool) -> BiEncoder:
+    """The STAR model of notebook 02: the warm-up model trained with ``train_star`` (cached)."""
+    from retrlab.negatives.static import train_star
+
+    budget = star_budget(smoke)
+
+    def build(folder: Path) -> None:
+        model = warmup_retriever(data, smoke=smoke)
+        pool = warmup_pool(data, smoke=smoke)
+        print(f"building the STAR retriever (warm-up model + static hard and random negatives, "
+              f"{budget.steps} steps × batch {budget.batch_size}); cached for later calls")
+        train_star(model, data, pool, budget.config(), progress=False)
+        model.save_pretrained(folder)
+
+    key = f"{fingerprint(data)}-{warmup_budget(smoke).key()}-{budget.key()}"
+    return BiEncoder.from_pretrained(cached_dir(f"models/star-{key}", build))
+
+
+def budgets_as_dict(smoke: bool) -> dict:
+    """The budgets in force, for a notebook to print."""
+    return {"warm-up": asdict(warmup_budget(smoke)), "STAR": asdict(star_budget(smoke))}

@@ -1,0 +1,178 @@
+"""Train, cache and use the cross-encoder that RocketQA (notebook 05) and AR2 (notebook 06) share.
+
+RocketQA trains its cross-encoder ``M_C`` on labelled positives and negatives sampled from the
+first retriever's top-k (``RocketQA_NAACL2021/data_process/construct_marco_train_ce.py``: 4
+negatives per positive, a pointwise classifier) — and so does ``train_cross_encoder``: each step
+takes B training queries, each query's labelled positive (label 1) and ``negatives`` candidates
+drawn uniformly from the warm-up retriever's top-``depth`` pool (label 0), and minimises binary
+cross-entropy on the logits. It sees the sparse labels only; the ground truth is used solely to
+*evaluate* it (``rerank_report``).
+
+``cross_encoder(data, smoke=...)`` builds it once (MiniLM weights, a new one-logit head) and
+caches it under a key made of the data's fingerprint, the budget and the seed; smoke mode uses a
+smaller budget under another key. The cached folder also holds its dev re-ranking report.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from retrlab.cache import atomic_write_json, cached_dir, load_json
+from retrlab.data.dataset import RetrievalData
+from retrlab.encoders import BiEncoder, CrossEncoder
+from retrlab.evaluation import cached_corpus_embeddings, dense_run
+from retrlab.metrics import evaluate, rank
+from retrlab.pool import CandidatePool
+from retrlab.train import History
+from retrlab.utils import seed_everything
+
+
+@dataclass(frozen=True)
+class CrossEncoderBudget:
+    steps: int
+    batch_size: int  # queries per step; each brings 1 positive and ``negatives`` negatives
+    negatives: int
+    max_length: int  # tokens of query + passage together
+    depth: int = 30  # negatives are drawn from the retriever's top-``depth`` candidates
+    lr: float = 5e-5
+    seed: int = 0
+    eval_queries: int = 40  # dev queries re-ranked for the report
+    eval_depth: int = 10
+
+    def key(self) -> str:
+        return (f"st{self.steps}-b{self.batch_size}-n{self.negatives}-L{self.max_length}-d{self.depth}"
+                f"-lr{self.lr:g}-s{self.seed}-e{self.eval_queries}x{self.eval_depth}")
+
+
+# default: ~60-70 s of training + ~10 s of evaluation on 2 free CPU cores; smoke: a few seconds
+CE_BUDGET = {False: CrossEncoderBudget(steps=40, batch_size=6, negatives=3, max_length=96),
+             True: CrossEncoderBudget(steps=3, batch_size=4, negatives=1, max_length=64,
+                                      eval_queries=10, eval_depth=5)}
+
+
+def train_cross_encoder(model: CrossEncoder, data: RetrievalData, pool: CandidatePool,
+                        budget: CrossEncoderBudget, progress: bool = True) -> History:
+    """Pointwise BCE on (query, labelled positive) = 1 and (query, pool candidate) = 0 pairs."""
+    if budget.steps < 1 or budget.batch_size < 1 or budget.negatives < 1:
+        raise ValueError(f"steps, batch_size and negatives must be >= 1, got {budget}")
+    seed_everything(budget.seed)
+    rng = random.Random(budget.seed)
+    qids = [q for q in pool.qids if data.positives.get(q) and pool.candidates(q)[0]]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, max(1, budget.steps // 10), budget.steps)
+    history, started = History(), time.perf_counter()
+    model.train()
+    for step in tqdm(range(1, budget.steps + 1), desc="train cross-encoder", disable=not progress):
+        queries, passages, labels = [], [], []
+        for qid in rng.sample(qids, min(budget.batch_size, len(qids))):
+            candidates = pool.candidates(qid)[0][:budget.depth]
+            negatives = rng.sample(candidates, min(budget.negatives, len(candidates)))
+            pids = [rng.choice(data.positives[qid])] + negatives
+            queries += [data.queries[qid]] * len(pids)
+            passages += data.passage_texts(pids)
+            labels += [1.0] + [0.0] * (len(pids) - 1)
+        logits = model(queries, passages)  # (N,)
+        loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels, device=logits.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        history.log(step, loss=loss.item(), seconds=time.perf_counter() - started)
+    model.eval()
+    return history
+
+
+def score_candidates(model: CrossEncoder, data: RetrievalData, qids: list[str],
+                     candidates: list[list[str]], progress: bool = True) -> list[np.ndarray]:
+    """Cross-encoder probabilities for each query's candidate list (one flat batch of pairs)."""
+    if len(qids) != len(candidates):
+        raise ValueError(f"{len(qids)} queries but {len(candidates)} candidate lists")
+    queries = [data.queries[q] for q, pids in zip(qids, candidates) for _ in pids]
+    probs = model.predict_proba(queries, data.passage_texts([p for pids in candidates for p in pids]),
+                                progress=progress)
+    return np.split(probs, np.cumsum([len(c) for c in candidates])[:-1])
+
+
+def rerank_run(model: CrossEncoder, data: RetrievalData, run: dict, depth: int = 10,
+               progress: bool = False) -> dict:
+    """Re-order each query's top-``depth`` of a first-stage ``run`` by cross-encoder logit."""
+    qids = list(run)
+    candidates = [rank(run[q])[:depth] for q in qids]
+    queries = [data.queries[q] for q, pids in zip(qids, candidates) for _ in pids]
+    logits = model.predict(queries, data.passage_texts([p for pids in candidates for p in pids]),
+                           progress=progress)  # logits, not probabilities: sigmoid saturates into ties
+    per_query = np.split(logits, np.cumsum([len(c) for c in candidates])[:-1])
+    return {q: {p: float(s) for p, s in zip(pids, x)} for q, pids, x in zip(qids, candidates, per_query)}
+
+
+def rerank_report(model: CrossEncoder, data: RetrievalData, split: str = "dev", n_queries: int = 40,
+                  depth: int = 10, max_length: int = 64) -> dict:
+    """Re-rank zero-shot MiniLM's top-``depth`` on ``n_queries`` queries of ``split``; grade with the truth.
+
+    Returns MRR@10 / nDCG@10 before and after re-ranking, and the cross-encoder's accuracy as a
+    classifier (p > 0.5 means relevant) on those candidates, with the share of relevant ones.
+    """
+    retriever = BiEncoder.minilm(passage_max_length=max_length)
+    vectors = cached_corpus_embeddings(retriever, "minilm", data, data.search_pids(split))
+    first = dense_run(retriever, data, split, k=depth, passage_vectors=vectors, progress=False)
+    first = {q: first[q] for q in data.qids(split)[:n_queries]}
+    reranked = rerank_run(model, data, first, depth)
+    qrels = {q: data.qrels[q] for q in first}
+    truth = np.array([p in qrels[q] for q in reranked for p in reranked[q]])
+    predicted = np.array([s > 0.0 for q in reranked for s in reranked[q].values()])  # logit > 0 <=> p > 0.5
+    measures = ("MRR@10", "nDCG@10")
+    return {"queries": len(first), "depth": depth, "first_stage": evaluate(first, qrels, measures),
+            "reranked": evaluate(reranked, qrels, measures), "accuracy": float((truth == predicted).mean()),
+            "relevant_share": float(truth.mean())}
+
+
+def cross_encoder_budget(smoke: bool) -> CrossEncoderBudget:
+    return CE_BUDGET[bool(smoke)]
+
+
+def cross_encoder_folder(data: RetrievalData, *, smoke: bool, budget: CrossEncoderBudget | None = None,
+                         progress: bool = False) -> Path:
+    """The cached folder of the shared cross-encoder (built on first call): model + ``report.json``."""
+    from retrlab.artifacts import fingerprint, warmup_budget, warmup_pool
+
+    budget = budget or cross_encoder_budget(smoke)
+
+    def build(folder: Path) -> None:
+        pool = warmup_pool(data, smoke=smoke)
+        print(f"building the cross-encoder (MiniLM + one-logit head, {budget.steps} steps × "
+              f"{budget.batch_size} "
+              f"queries × {1 + budget.negatives} pairs); cached for later calls")
+        started = time.perf_counter()
+        model = CrossEncoder.minilm(max_length=budget.max_length)
+        history = train_cross_encoder(model, data, pool, budget, progress)
+        split = "dev" if "dev" in data.splits else "test"  # a dataset without a dev split reports on test
+        report = rerank_report(model, data, split, budget.eval_queries, budget.eval_depth)
+        report.update(budget=asdict(budget), train_seconds=history.last("seconds"),
+                      build_seconds=time.perf_counter() - started, final_loss=history.last("loss"))
+        model.save_pretrained(folder)
+        atomic_write_json(folder / "report.json", report)
+
+    key = f"{fingerprint(data)}-{warmup_budget(smoke).key()}-{budget.key()}"
+    return cached_dir(f"models/cross-encoder-{key}", build)
+
+
+def cross_encoder(data: RetrievalData, *, smoke: bool, budget: CrossEncoderBudget | None = None,
+                  progress: bool = False) -> CrossEncoder:
+    """The shared cross-encoder: MiniLM + one-logit head trained on warm-up-pool negatives (cached)."""
+    folder = cross_encoder_folder(data, smoke=smoke, budget=budget, progress=progress)
+    return CrossEncoder.from_pretrained(folder)
+
+
+def cross_encoder_report(data: RetrievalData, *, smoke: bool,
+                         budget: CrossEncoderBudget | None = None) -> dict:
+    """The dev re-ranking report written when the cached cross-encoder was built."""
+    return load_json(cross_encoder_folder(data, smoke=smoke, budget=budget) / "report.json")

@@ -1,0 +1,367 @@
+"""Widgets: see where positives, hidden positives, easy and ambiguous negatives fall, and what each rule picks.
+
+* ``SimilarityExplorer`` — one query's candidate pool on the score axis, coloured by kind, with what
+  top-k, uniform, SimANS, a score-margin filter and (when probabilities are given) a cross-encoder
+  threshold would pick; a query picker, sliders, and a table of the candidates' texts.
+* ``DistributionView`` — the whole split: s(q,d) − s(q,d⁺) for hidden positives vs negatives, the
+  SimANS kernel drawn over it, and the fraction of each rule's picks that are false negatives.
+* ``TrainingBoard`` — a live loss / dev-metric plot; pass it to ``retrlab.train.train`` as a hook.
+
+Each widget is a thin view over ``retrlab.viz.explore``: it keeps its current result as attributes
+(``result``, ``selected``, ``weights``, ``rates``, ``png``), so tests and exercises read the same
+numbers the picture shows. ``set(...)`` changes several controls at once and raises a clear error
+for an unknown query or a value outside a slider's range (plain slider assignment would clamp it).
+Figures are plain matplotlib ``Figure`` objects rendered to PNG into an ``ipywidgets.Output``, so
+they work with the inline backend, in JupyterLab, Voila and nbclient alike. Key widgets carry CSS
+classes (``se-*``, ``dv-*``, ``tb-*``) for browser tests.
+"""
+from __future__ import annotations
+
+import html
+import io
+
+import ipywidgets as widgets
+import numpy as np
+from IPython import get_ipython
+from IPython.display import Image, display
+from matplotlib.figure import Figure
+
+from retrlab.data.dataset import RetrievalData
+from retrlab.negatives.simans import KERNELS
+from retrlab.pool import CandidatePool
+from retrlab.train import History, Hook
+from retrlab.viz.explore import (RULES, QueryView, Settings, explore_query, kernel_curve,
+                                 pick_false_negative_rates, rule_strategies, score_margins)
+from retrlab.viz.plots import COLORS, plot_margin_histogram
+
+RULE_COLORS = {"top-k": "#264653", "uniform": "#8ab17d", "SimANS": "#e9c46a", "margin": "#6d597a",
+               "cross-encoder": "#457b9d"}
+
+
+def render_png(fig: Figure, dpi: int = 80) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)  # the figure is laid out by tight_layout already
+    return buf.getvalue()
+
+
+class _FigureWidget(widgets.VBox):
+    """A VBox whose figure is redrawn into an Output on every change; subclasses define ``draw``."""
+
+    def _setup(self, controls: list[widgets.Widget], extra: list[widgets.Widget], figsize, css: str) -> None:
+        self.figure = Figure(figsize=figsize)
+        self.png: bytes = b""
+        self.renders = 0  # how many times the figure was redrawn
+        self.out = widgets.Output()
+        self.out.add_class(f"{css}-plot")
+        self._paused = False
+        for c in controls:
+            c.observe(self._changed, names="value")
+        rows = [widgets.HBox(controls[:4]), widgets.HBox(controls[4:])] if controls else []
+        self.children = [*rows, self.out, *extra]
+        self.add_class(css)
+
+    def _changed(self, change=None) -> None:
+        if not self._paused:
+            self.update()
+
+    def _slider_set(self, slider: widgets.Widget, name: str, value) -> None:
+        low, high = getattr(slider, "min", None), getattr(slider, "max", None)
+        if low is not None and not low <= value <= high:
+            raise ValueError(f"{name}={value} is outside the slider's range [{low}, {high}]")
+        if hasattr(slider, "options") and value not in [o[1] if isinstance(o, tuple) else o for o in slider.options]:
+            raise ValueError(f"{name}={value!r} is not one of the choices {list(slider.options)}")
+        slider.value = value
+
+    def set(self, **values) -> None:
+        """Set several controls at once (one redraw); unknown names and out-of-range values raise."""
+        controls = self._controls()
+        unknown = set(values) - set(controls)
+        if unknown:
+            raise ValueError(f"unknown control(s) {sorted(unknown)}; this widget has {sorted(controls)}")
+        self._paused = True
+        try:
+            for name, value in values.items():
+                self._slider_set(controls[name], name, value)
+        finally:
+            self._paused = False
+        self.update()
+
+    def _show(self, caption: str) -> None:
+        self.png = render_png(self.figure)
+        self.renders += 1
+        self.caption = caption
+        if get_ipython() is None:  # plain Python (tests): keep the PNG, print nothing
+            return
+        self.out.clear_output(wait=True)
+        with self.out:
+            display(Image(self.png))
+            print(caption)  # a text marker after the image: a browser test waits for it (G11)
+
+
+def _margin_controls(settings: Settings) -> tuple[widgets.Dropdown, widgets.FloatSlider]:
+    kind = "absolute" if settings.absolute_margin is not None else "relative" if settings.relative_margin is not None else "off"
+    value = settings.absolute_margin if kind == "absolute" else settings.relative_margin if kind == "relative" else 0.05
+    toggle = widgets.Dropdown(options=["off", "absolute", "relative"], value=kind, description="margin rule")
+    slider = widgets.FloatSlider(value=value, min=0.0, max=0.5, step=0.01, description="margin m",
+                                 continuous_update=False, readout_format=".2f")
+    return toggle, slider
+
+
+def _margins_from(toggle: widgets.Dropdown, slider: widgets.FloatSlider) -> dict:
+    return {"absolute_margin": slider.value if toggle.value == "absolute" else None,
+            "relative_margin": slider.value if toggle.value == "relative" else None}
+
+
+class SimilarityExplorer(_FigureWidget):
+    """Per query: the candidates' scores, their kinds, and what each sampling rule would pick.
+
+    ``ce_probabilities`` (qid -> P(relevant) per pool candidate, aligned with ``pool.pids``) adds the
+    cross-encoder filter row and a threshold slider (the RocketQA overlay).
+    Exposed: ``result`` (QueryView), ``selected`` (rule -> picked pids), ``weights`` (SimANS
+    probabilities of the shown candidates), ``qid``, ``settings``, ``figure``, ``png``.
+    """
+
+    def __init__(self, pool: CandidatePool, data: RetrievalData, qids: list[str] | None = None,
+                 settings: Settings | None = None, ce_probabilities: dict[str, np.ndarray] | None = None,
+                 a_max: float = 500.0, b_range: tuple[float, float] = (-0.5, 0.5), max_rows: int = 20) -> None:
+        super().__init__()
+        s = settings or Settings()
+        self.pool, self.data, self.ce_probabilities, self.max_rows = pool, data, ce_probabilities, max_rows
+        qids = list(qids or pool.qids)
+        for q in qids:
+            pool.index(q)  # KeyError naming the query if it is not in the pool
+        depth_max = max(len(p) for p in pool.pids)
+        self.query = widgets.Dropdown(options=[(f"{q}: {data.queries[q][:70]}", q) for q in qids],
+                                      value=qids[0], description="query", layout={"width": "640px"})
+        self.a = widgets.FloatSlider(value=s.a, min=0.0, max=a_max, step=a_max / 500, description="a",
+                                     continuous_update=False)
+        self.b = widgets.FloatSlider(value=s.b, min=b_range[0], max=b_range[1], step=0.01, description="b",
+                                     continuous_update=False)
+        self.k = widgets.IntSlider(value=min(s.depth, depth_max), min=1, max=depth_max, description="k (depth)",
+                                   continuous_update=False)
+        self.n = widgets.IntSlider(value=s.n, min=0, max=min(20, depth_max), description="n (picks)",
+                                   continuous_update=False)
+        self.kernel = widgets.Dropdown(options=list(KERNELS), value=s.kernel, description="kernel")
+        self.margin_kind, self.margin = _margin_controls(s)
+        self.threshold = widgets.FloatSlider(value=s.ce_threshold, min=0.0, max=1.0, step=0.01,
+                                             description="CE threshold", continuous_update=False)
+        for w, css in [(self.query, "se-query"), (self.a, "se-a"), (self.b, "se-b"), (self.k, "se-k"),
+                       (self.n, "se-n"), (self.margin, "se-margin"), (self.threshold, "se-threshold")]:
+            w.add_class(css)
+        self.table = widgets.HTML()
+        self.table.add_class("se-table")
+        self.summary = widgets.HTML()
+        self.summary.add_class("se-summary")
+        controls = [self.query, self.a, self.b, self.k, self.n, self.kernel, self.margin_kind, self.margin]
+        if ce_probabilities is not None:
+            controls.append(self.threshold)  # the slider appears only when there is something to threshold
+        self._setup(controls, [self.summary, self.table], (9.5, 4.2), "simans-explorer")
+        self.update()
+
+    def _controls(self) -> dict[str, widgets.Widget]:
+        controls = {"qid": self.query, "a": self.a, "b": self.b, "depth": self.k, "n": self.n,
+                    "kernel": self.kernel, "margin_kind": self.margin_kind, "margin": self.margin}
+        if self.ce_probabilities is not None:
+            controls["ce_threshold"] = self.threshold
+        return controls
+
+    def _slider_set(self, slider, name, value) -> None:
+        if name == "qid" and value not in [q for _, q in slider.options]:
+            raise KeyError(f"query {value!r} is not among the explorer's {len(slider.options)} queries "
+                           f"(e.g. {[q for _, q in slider.options[:3]]})")
+        super()._slider_set(slider, name, value)
+
+    @property
+    def qid(self) -> str:
+        return self.query.value
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(a=self.a.value, b=self.b.value, depth=self.k.value, n=min(self.n.value, self.k.value),
+                        kernel=self.kernel.value, ce_threshold=self.threshold.value,
+                        **_margins_from(self.margin_kind, self.margin))
+
+    def update(self) -> None:
+        self.result: QueryView = explore_query(self.pool, self.data, self.qid, self.settings, self.ce_probabilities)
+        self.selected = dict(self.result.picks)
+        self.weights = self.result.probabilities["SimANS"]
+        self.draw()
+        fn = ", ".join(f"{r} {self.result.false_negatives(r)}/{len(p)}" for r, p in self.selected.items())
+        s = self.settings
+        caption = f"{self.qid} | a={s.a:g} b={s.b:+.2f} k={s.depth} n={s.n} | false negatives picked: {fn}"
+        self.summary.value = f"<b>{html.escape(self.result.query)}</b><br>{html.escape(caption)}"
+        self.table.value = self._table_html()
+        self._show(caption)
+
+    def draw(self) -> None:
+        v, fig = self.result, self.figure
+        fig.clear()
+        ax = fig.add_subplot(111)
+        rules = [r for r in RULES if r in v.probabilities]
+        colors = np.array([COLORS[k] for k in v.kinds])
+        rng = np.random.default_rng(0)  # fixed vertical jitter: same picture for the same settings
+        jitter = rng.uniform(-0.12, 0.12, len(v.pids))
+        ax.scatter(v.scores, jitter, c=colors, s=18, zorder=2)
+        ax.scatter([v.positive_score], [0], marker="*", s=220, c=COLORS["labelled positive"], zorder=4,
+                   edgecolors="black", label="labelled positive")
+        for y, rule in enumerate(rules, start=1):
+            p = v.probabilities[rule]
+            size = 6 + 140 * p / p.max() if len(p) and p.max() > 0 else np.full(len(p), 6.0)
+            picked = np.isin(v.pids, v.picks[rule])
+            size = np.where(picked, np.maximum(size, 40), size)  # a pick's ring stays visible
+            ax.scatter(v.scores, y + jitter, c=colors, s=size, alpha=0.45 + 0.5 * picked, zorder=2,
+                       edgecolors=np.where(picked, "black", "none"), linewidths=1.2)
+            if rule in v.kept:  # filters: mark what they drop
+                dropped = ~v.kept[rule]
+                ax.scatter(v.scores[dropped], y + jitter[dropped], marker="x", c="black", s=14, zorder=3)
+        ax.axvline(v.positive_score, color=COLORS["labelled positive"], lw=1.5, zorder=1)
+        grid = np.linspace(min(v.scores.min(), v.positive_score) - 0.02, max(v.scores.max(), v.positive_score) + 0.02, 300)
+        curve = kernel_curve(grid - v.positive_score, self.a.value, self.b.value, self.kernel.value)
+        twin = ax.twinx()
+        (self.kernel_line,) = twin.plot(grid, curve, color=RULE_COLORS["SimANS"], lw=2, label="SimANS kernel")
+        twin.set_ylim(0, 1.05)
+        twin.set_ylabel("SimANS kernel (peak 1)")
+        ax.set_yticks(range(len(rules) + 1), ["candidates", *[f"{r}\n({len(v.picks[r])} picked)" for r in rules]])
+        ax.set_ylim(len(rules) + 0.5, -0.6)
+        ax.set_xlabel("similarity s(q, d)   (vertical line: the labelled positive; size = chance of a pick; "
+                      "black ring = picked; x = dropped by the filter)", fontsize=8)
+        for kind in ("hidden positive", "negative"):
+            ax.scatter([], [], c=COLORS[kind], s=18, label=kind)
+        ax.legend(loc="upper left", fontsize=7, ncol=3, bbox_to_anchor=(0, 1.13))
+        fig.tight_layout()
+
+    def _table_html(self) -> str:
+        v = self.result
+        rows = []
+        for j, (pid, score, kind, text) in enumerate(zip(v.pids, v.scores, v.kinds, v.texts)):
+            if j >= self.max_rows:
+                break
+            by = ", ".join(r for r, picks in v.picks.items() if pid in picks)
+            rows.append(f"<tr><td>{j + 1}</td><td><code>{pid}</code></td><td>{score:.3f}</td><td>{score - v.positive_score:+.3f}</td>"
+                        f"<td style='color:{COLORS[kind]}'>{kind}</td><td>{self.weights[j]:.3f}</td>"
+                        f"<td>{html.escape(by)}</td><td>{html.escape(text[:160])}…</td></tr>")
+        head = ("<tr><th>rank</th><th>pid</th><th>score</th><th>Δ to d⁺</th><th>kind</th><th>SimANS p</th>"
+                "<th>picked by</th><th>text</th></tr>")
+        positive = html.escape(self.data.passage_text(v.positive_pid)[:160])
+        return (f"<div style='font-size:12px'>labelled positive <code>{v.positive_pid}</code> score "
+                f"{v.positive_score:.3f} (rank {v.positive_rank or 'not retrieved'}): {positive}…"
+                f"<table>{head}{''.join(rows)}</table>"
+                f"{'' if len(v.pids) <= self.max_rows else f'… {len(v.pids) - self.max_rows} more candidates'}</div>")
+
+
+class DistributionView(_FigureWidget):
+    """Whole split: margins to the positive for hidden positives vs negatives, the kernel, and FN rates.
+
+    Exposed: ``margins`` (kind -> Δ values), ``rates`` (rule -> fraction of picks that are hidden
+    positives, over every query of the pool, seeded), ``kernel_x``/``kernel_y``, ``figure``, ``png``.
+    """
+
+    def __init__(self, pool: CandidatePool, settings: Settings | None = None, a_max: float = 500.0,
+                 b_range: tuple[float, float] = (-0.5, 0.5)) -> None:
+        super().__init__()
+        s = settings or Settings()
+        self.pool = pool
+        depth_max = max(len(p) for p in pool.pids)
+        self.a = widgets.FloatSlider(value=s.a, min=0.0, max=a_max, step=a_max / 500, description="a",
+                                     continuous_update=False)
+        self.b = widgets.FloatSlider(value=s.b, min=b_range[0], max=b_range[1], step=0.01, description="b",
+                                     continuous_update=False)
+        self.k = widgets.IntSlider(value=min(s.depth, depth_max), min=1, max=depth_max, description="k (depth)",
+                                   continuous_update=False)
+        self.n = widgets.IntSlider(value=s.n, min=1, max=min(20, depth_max), description="n (picks)",
+                                   continuous_update=False)
+        self.kernel = widgets.Dropdown(options=list(KERNELS), value=s.kernel, description="kernel")
+        self.margin_kind, self.margin = _margin_controls(s)
+        for w, css in [(self.a, "dv-a"), (self.b, "dv-b"), (self.k, "dv-k"), (self.n, "dv-n")]:
+            w.add_class(css)
+        controls = [self.a, self.b, self.k, self.n, self.kernel, self.margin_kind, self.margin]
+        self._setup(controls, [], (11, 3.4), "distribution-view")
+        self.update()
+
+    def _controls(self) -> dict[str, widgets.Widget]:
+        return {"a": self.a, "b": self.b, "depth": self.k, "n": self.n, "kernel": self.kernel,
+                "margin_kind": self.margin_kind, "margin": self.margin}
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(a=self.a.value, b=self.b.value, depth=self.k.value, n=min(self.n.value, self.k.value),
+                        kernel=self.kernel.value, **_margins_from(self.margin_kind, self.margin))
+
+    def update(self) -> None:
+        s = self.settings
+        self.margins = score_margins(self.pool, s.depth)
+        self.rates = pick_false_negative_rates(self.pool, rule_strategies(self.pool, s), s.seed)
+        values = np.concatenate(list(self.margins.values()))
+        self.kernel_x = np.linspace(values.min(), values.max(), 300)
+        self.kernel_y = kernel_curve(self.kernel_x, s.a, s.b, s.kernel)
+        self.draw()
+        rates = ", ".join(f"{r} {x:.1%}" for r, x in self.rates.items())
+        self._show(f"a={s.a:g} b={s.b:+.2f} k={s.depth} n={s.n} | false negatives among the picks: {rates}")
+
+    def draw(self) -> None:
+        fig = self.figure
+        fig.clear()
+        ax, bars = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+        plot_margin_histogram(self.margins, ax=ax, title=f"top-{self.k.value} candidates of {len(self.pool)} queries")
+        twin = ax.twinx()
+        twin.plot(self.kernel_x, self.kernel_y, color=RULE_COLORS["SimANS"], lw=2)
+        twin.set_ylim(0, 1.05)
+        twin.set_ylabel("SimANS kernel (peak 1)")
+        names = list(self.rates)
+        b = bars.bar(names, [self.rates[r] for r in names], color=[RULE_COLORS[r] for r in names])
+        bars.bar_label(b, fmt="%.2f", fontsize=8)
+        bars.set_ylabel("share of picks that are hidden positives")
+        bars.set_title(f"false negatives picked (n={self.n.value} per query)")
+        bars.tick_params(axis="x", labelsize=8)
+        fig.tight_layout()
+
+
+class TrainingBoard(_FigureWidget):
+    """A live training plot. ``train(..., hooks=[board.hook(every)], history=board.history)``.
+
+    Called as a hook it runs ``evaluate(step, model)`` (e.g. a dev evaluation) when one is given,
+    logs its values, and redraws loss (moving mean) and the other ``names`` from ``board.history``.
+    """
+
+    def __init__(self, names: tuple[str, ...] = ("loss", "MRR@10"), evaluate=None, history: History | None = None,
+                 smooth: int = 5, title: str = "") -> None:
+        super().__init__()
+        self.names, self.evaluate, self.smooth, self.title = names, evaluate, smooth, title
+        self.history = history or History()
+        self._setup([], [], (4.5 * len(names), 2.8), "training-board")
+        self.update()
+
+    def _controls(self) -> dict[str, widgets.Widget]:
+        return {}
+
+    def hook(self, every: int) -> Hook:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        return Hook(every, self)
+
+    def __call__(self, step: int, model) -> dict:
+        values = self.evaluate(step, model) if self.evaluate else {}
+        if values:
+            self.history.log(step, **values)
+        self.update()
+        return values or {}
+
+    def update(self) -> None:
+        self.draw()
+        last = self.history.rows[-1] if self.history.rows else {}
+        shown = ", ".join(f"{k} {last[k]:.4f}" for k in self.names if k in last)
+        self._show(f"step {last.get('step', 0)}: {shown}" if last else "waiting for the first step")
+
+    def draw(self) -> None:
+        fig = self.figure
+        fig.clear()
+        for i, name in enumerate(self.names):
+            ax = fig.add_subplot(1, len(self.names), i + 1)
+            steps, values = self.history.series(name)
+            if name == "loss" and len(values) > self.smooth:
+                values = np.convolve(values, np.ones(self.smooth) / self.smooth, mode="valid")
+                steps = steps[self.smooth - 1:]
+            ax.plot(steps, values, marker=None if name == "loss" else "o", ms=3)
+            ax.set_xlabel("step")
+            ax.set_title(f"{self.title} {name}".strip())
+        fig.tight_layout()

@@ -1,0 +1,127 @@
+"""The cross-encoder: MiniLM with a one-logit head, its training, re-ranking and cache."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from retrlab.encoders import CrossEncoder, minilm_path
+from retrlab.pool import CandidatePool
+from retrlab.rerank import (CrossEncoderBudget, cross_encoder_folder, rerank_run, score_candidates,
+                            train_cross_encoder)
+
+QUERIES = ["what do cats eat", "what do cats eat", "how do rivers flood"]
+PASSAGES = ["Cats eat meat such as mice.", "A river flows downhill to the sea, slowly and steadily.",
+            "Floods happen when rain makes a river overflow."]
+
+
+@pytest.fixture(scope="module")
+def minilm_ce() -> CrossEncoder:
+    return CrossEncoder.minilm(max_length=64)
+
+
+def test_minilm_cross_encoder_is_a_one_logit_classifier(minilm_ce):
+    assert type(minilm_ce.model).__name__ == "BertForSequenceClassification"
+    assert minilm_ce.model.config.num_labels == 1
+    minilm_ce.eval()
+    with torch.no_grad():
+        logits = minilm_ce(QUERIES, PASSAGES)
+    assert logits.shape == (3,)
+    # predict sorts pairs by length for speed but returns them in input order
+    assert np.allclose(minilm_ce.predict(QUERIES, PASSAGES, batch_size=2), logits.numpy(), atol=1e-5)
+    assert np.allclose(minilm_ce.predict_proba(QUERIES, PASSAGES), torch.sigmoid(logits).numpy(), atol=1e-6)
+
+
+def test_pairs_are_read_jointly(minilm_ce):
+    ids = minilm_ce.tokenize(QUERIES[:1], PASSAGES[:1])["input_ids"][0].tolist()
+    sep = minilm_ce.tokenizer.sep_token_id
+    assert ids[0] == minilm_ce.tokenizer.cls_token_id and ids.count(sep) == 2  # [CLS] q [SEP] p [SEP]
+
+
+def test_bad_input(minilm_ce):
+    with pytest.raises(ValueError, match="pairs must align"):
+        minilm_ce.predict(QUERIES, PASSAGES[:2])
+    with pytest.raises(TypeError, match="lists"):
+        minilm_ce("a query", "a passage")
+
+
+def test_save_and_load_roundtrip(minilm_ce, tmp_path):
+    minilm_ce.save_pretrained(tmp_path / "ce")
+    again = CrossEncoder.from_pretrained(tmp_path / "ce")
+    assert again.max_length == 64
+    assert np.allclose(again.predict(QUERIES, PASSAGES), minilm_ce.predict(QUERIES, PASSAGES), atol=1e-5)
+
+
+def toy_pool(data) -> CandidatePool:
+    qids = data.qids("train")
+    pids = [[p for p in data.search_pids("train") if p not in data.positives[q]] for q in qids]
+    hidden = [np.array([p in data.qrels[q] for p in row]) for q, row in zip(qids, pids)]
+    return CandidatePool("toy", qids, pids, [np.zeros(len(r), np.float32) for r in pids], hidden,
+                         np.zeros(len(qids), np.float32), np.ones(len(qids), int))
+
+
+def tiny_cross_encoder(seed: int = 0) -> CrossEncoder:
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=1)
+    return CrossEncoder(BertForSequenceClassification(config), tokenizer, max_length=48)
+
+
+def test_minilm_head_is_seeded():
+    a, b = CrossEncoder.minilm(seed=3), CrossEncoder.minilm(seed=3)
+    assert torch.equal(a.model.classifier.weight, b.model.classifier.weight)
+    assert not torch.equal(a.model.classifier.weight, CrossEncoder.minilm(seed=4).model.classifier.weight)
+
+
+def test_training_separates_positives_and_is_reproducible(toy_data):
+    budget = CrossEncoderBudget(steps=10, batch_size=4, negatives=2, max_length=48, depth=8, lr=1e-3)
+    results = []
+    for _ in range(2):
+        model = tiny_cross_encoder()
+        history = train_cross_encoder(model, toy_data, toy_pool(toy_data), budget, progress=False)
+        results.append([r["loss"] for r in history.rows])
+    assert results[0] == pytest.approx(results[1], abs=1e-5)  # same seed, same losses
+    assert np.mean(results[0][-3:]) < np.mean(results[0][:3])
+    qids = toy_data.qids("train")
+    candidates = [toy_data.positives[q] + [p for p in toy_pool(toy_data).candidates(q)[0]
+                                           if p not in toy_data.qrels[q]] for q in qids]
+    probs = score_candidates(model, toy_data, qids, candidates, progress=False)
+    # on average over queries, the labelled positive now outscores the true negatives
+    assert np.mean([p[0] - p[1:].mean() for p in probs]) > 0
+    with pytest.raises(ValueError, match="must be >= 1"):
+        train_cross_encoder(model, toy_data, toy_pool(toy_data), CrossEncoderBudget(0, 4, 2, 48), progress=False)
+
+
+def test_rerank_run_orders_by_cross_encoder(minilm_ce, toy_data):
+    run = {"q0": {"c1": 3.0, "r3": 2.0, "c4": 1.0}}
+    reranked = rerank_run(minilm_ce, toy_data, run, depth=2)
+    assert set(reranked["q0"]) == {"c1", "r3"}  # only the top-2 of the first stage are re-scored
+    expected = minilm_ce.predict([toy_data.queries["q0"]] * 2, toy_data.passage_texts(["c1", "r3"]))
+    assert [reranked["q0"][p] for p in ("c1", "r3")] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_cached_builder_keys_budgets_apart(toy_data, tmp_path, monkeypatch):
+    """The cache logic only: the slow parts (warm-up pool, MiniLM, dev report) are swapped for tiny ones."""
+    import retrlab.artifacts as artifacts
+    import retrlab.rerank as rerank
+
+    monkeypatch.setenv("RETRLAB_HOME", str(tmp_path))
+    monkeypatch.setattr(artifacts, "warmup_pool", lambda data, smoke: toy_pool(data))
+    monkeypatch.setattr(CrossEncoder, "minilm", classmethod(lambda cls, **kw: tiny_cross_encoder()))
+    monkeypatch.setattr(rerank, "rerank_report", lambda *args: {"reranked": {"MRR@10": 0.5}})
+    tiny = CrossEncoderBudget(steps=1, batch_size=2, negatives=1, max_length=32)
+    folder = cross_encoder_folder(toy_data, smoke=True, budget=tiny)
+    assert (folder / "retrlab_crossencoder.json").exists()
+    assert rerank.cross_encoder_report(toy_data, smoke=True, budget=tiny)["budget"]["steps"] == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached cross-encoder must not be retrained")
+
+    monkeypatch.setattr(rerank, "train_cross_encoder", no_training)
+    assert cross_encoder_folder(toy_data, smoke=True, budget=tiny) == folder
+    other = CrossEncoderBudget(steps=1, batch_size=2, negatives=1, max_length=32, seed=1)
+    with pytest.raises(AssertionError, match="must not be retrained"):
+        cross_encoder_folder(toy_data, smoke=True, budget=other)  # another key: a new build
+    assert rerank.cross_encoder_budget(True).key() != rerank.cross_encoder_budget(False).key()
