@@ -98,6 +98,20 @@ class _FigureWidget(widgets.VBox):
             print(caption)  # a text marker after the image: a browser test waits for it (G11)
 
 
+def _sampler_controls(s, depth_max: int, a_max: float, b_range: tuple[float, float], n_min: int):
+    """The SimANS sliders both widgets share: a, b, depth k, number of picks n, kernel."""
+    a = widgets.FloatSlider(value=s.a, min=0.0, max=a_max, step=a_max / 500, description="a",
+                            continuous_update=False)
+    b = widgets.FloatSlider(value=s.b, min=b_range[0], max=b_range[1], step=0.01, description="b",
+                            continuous_update=False)
+    k = widgets.IntSlider(value=min(s.depth, depth_max), min=1, max=depth_max, description="k (depth)",
+                          continuous_update=False)
+    n = widgets.IntSlider(value=s.n, min=n_min, max=min(20, depth_max), description="n (picks)",
+                          continuous_update=False)
+    kernel = widgets.Dropdown(options=list(KERNELS), value=s.kernel, description="kernel")
+    return a, b, k, n, kernel
+
+
 def _margin_controls(settings: Settings) -> tuple[widgets.Dropdown, widgets.FloatSlider]:
     kind = "absolute" if settings.absolute_margin is not None else "relative" if settings.relative_margin is not None else "off"
     value = settings.absolute_margin if kind == "absolute" else settings.relative_margin if kind == "relative" else 0.05
@@ -133,15 +147,7 @@ class SimilarityExplorer(_FigureWidget):
         depth_max = max(len(p) for p in pool.pids)
         self.query = widgets.Dropdown(options=[(f"{q}: {data.queries[q][:70]}", q) for q in qids],
                                       value=qids[0], description="query", layout={"width": "640px"})
-        self.a = widgets.FloatSlider(value=s.a, min=0.0, max=a_max, step=a_max / 500, description="a",
-                                     continuous_update=False)
-        self.b = widgets.FloatSlider(value=s.b, min=b_range[0], max=b_range[1], step=0.01, description="b",
-                                     continuous_update=False)
-        self.k = widgets.IntSlider(value=min(s.depth, depth_max), min=1, max=depth_max, description="k (depth)",
-                                   continuous_update=False)
-        self.n = widgets.IntSlider(value=s.n, min=0, max=min(20, depth_max), description="n (picks)",
-                                   continuous_update=False)
-        self.kernel = widgets.Dropdown(options=list(KERNELS), value=s.kernel, description="kernel")
+        self.a, self.b, self.k, self.n, self.kernel = _sampler_controls(s, depth_max, a_max, b_range, n_min=0)
         self.margin_kind, self.margin = _margin_controls(s)
         self.threshold = widgets.FloatSlider(value=s.ce_threshold, min=0.0, max=1.0, step=0.01,
                                              description="CE threshold", continuous_update=False)
@@ -262,15 +268,7 @@ class DistributionView(_FigureWidget):
         s = settings or Settings()
         self.pool = pool
         depth_max = max(len(p) for p in pool.pids)
-        self.a = widgets.FloatSlider(value=s.a, min=0.0, max=a_max, step=a_max / 500, description="a",
-                                     continuous_update=False)
-        self.b = widgets.FloatSlider(value=s.b, min=b_range[0], max=b_range[1], step=0.01, description="b",
-                                     continuous_update=False)
-        self.k = widgets.IntSlider(value=min(s.depth, depth_max), min=1, max=depth_max, description="k (depth)",
-                                   continuous_update=False)
-        self.n = widgets.IntSlider(value=s.n, min=1, max=min(20, depth_max), description="n (picks)",
-                                   continuous_update=False)
-        self.kernel = widgets.Dropdown(options=list(KERNELS), value=s.kernel, description="kernel")
+        self.a, self.b, self.k, self.n, self.kernel = _sampler_controls(s, depth_max, a_max, b_range, n_min=1)
         self.margin_kind, self.margin = _margin_controls(s)
         for w, css in [(self.a, "dv-a"), (self.b, "dv-b"), (self.k, "dv-k"), (self.n, "dv-n")]:
             w.add_class(css)
