@@ -4,12 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from retrlab.notebooks import execute_notebook, find_notebooks
 
 NOTEBOOKS = find_notebooks()
 SMOKE_BUDGET_S = 60
 SLACK = 1.5  # CI machines are shared; a notebook over 90 s fails, one over 60 s is reported
+CELL_TIMEOUT_S = 240  # no smoke cell needs this long: a cell past it is a hung kernel
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,7 +25,13 @@ def built_data():
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_smoke_mode(path: Path) -> None:
-    nb, seconds = execute_notebook(path, smoke=True)
+    try:
+        nb, seconds = execute_notebook(path, smoke=True, timeout=CELL_TIMEOUT_S)
+    except (CellTimeoutError, DeadKernelError) as err:
+        # Seen once in a full run: kernel and client both idle, a reply lost between them (the same
+        # notebook passes alone). One fresh kernel retries; a second hang fails the test.
+        print(f"{path.name}: {type(err).__name__}, retrying once in a fresh kernel")
+        nb, seconds = execute_notebook(path, smoke=True, timeout=CELL_TIMEOUT_S)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
