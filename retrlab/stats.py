@@ -33,12 +33,15 @@ class Comparison:
         return self.low > 0 or self.high < 0
 
     def verdict(self) -> str:
-        gap = f"{self.measure} {self.mean_a:.3f} vs {self.mean_b:.3f} (Δ = {self.difference:+.3f}, " \
-              f"95% CI [{self.low:+.3f}, {self.high:+.3f}])"
+        """One sentence, the better system first (its mean, the gap and the interval from its side)."""
+        flip = self.difference < 0
+        first, second = (self.b, self.a) if flip else (self.a, self.b)
+        m1, m2 = (self.mean_b, self.mean_a) if flip else (self.mean_a, self.mean_b)
+        low, high = (-self.high, -self.low) if flip else (self.low, self.high)
+        gap = f"{self.measure} {m1:.3f} vs {m2:.3f} (Δ = {m1 - m2:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}])"
         if not self.significant:
-            return f"{self.a} and {self.b} are within noise here: {gap}"
-        winner, loser = (self.a, self.b) if self.difference > 0 else (self.b, self.a)
-        return f"{winner} beats {loser}: {gap}"
+            return f"{first} and {second} are within noise here: {gap}"
+        return f"{first} beats {second}: {gap}"
 
 
 def per_query(run: dict, qrels: dict, measure: str) -> dict[str, float]:

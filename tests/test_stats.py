@@ -33,3 +33,10 @@ def test_no_shared_query():
 def test_mean_std():
     assert mean_std([0.5]) == "0.500"
     assert mean_std([0.5, 0.7]) == "0.600 ± 0.141"
+
+
+def test_verdict_names_the_winner_first_with_its_own_numbers():
+    a = {f"q{i}": 0.2 for i in range(30)}
+    b = {f"q{i}": 0.6 for i in range(30)}
+    text = paired_bootstrap(a, b, a="old", b="new", measure="MRR@10").verdict()
+    assert text == "new beats old: MRR@10 0.600 vs 0.200 (Δ = +0.400, 95% CI [+0.400, +0.400])"
