@@ -81,3 +81,17 @@ def make_toy_data() -> RetrievalData:
 @pytest.fixture
 def toy_data() -> RetrievalData:
     return make_toy_data()
+
+
+def make_tiny_cross_encoder(seed: int = 0, hidden: int = 32):
+    """A one-layer cross-encoder with MiniLM's tokenizer: fast enough for unit tests."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from retrlab.encoders import CrossEncoder, minilm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, num_labels=1)
+    return CrossEncoder(BertForSequenceClassification(config), tokenizer, max_length=48)

@@ -7,9 +7,9 @@ import random
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from retrlab.encoders import BiEncoder, CrossEncoder, minilm_path
+from tests.conftest import make_tiny_cross_encoder
+from retrlab.encoders import BiEncoder, CrossEncoder
 from retrlab.losses import ar2_adversarial_loss, ar2_rewards, kl_distillation_loss
 from retrlab.negatives.ar2 import (AR2Config, ar2_retriever_loss, candidate_universe, refresh_pool,
                                    sample_groups, train_ar2)
@@ -61,11 +61,7 @@ def test_retriever_loss_mixes_the_two_terms():
 
 
 def tiny_cross_encoder(seed: int = 0) -> CrossEncoder:
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, num_labels=1)
-    return CrossEncoder(BertForSequenceClassification(config), tokenizer, max_length=48)
+    return make_tiny_cross_encoder(seed, hidden=16)
 
 
 def test_groups_and_refresh_on_toy_data(toy_data):

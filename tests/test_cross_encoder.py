@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
-from retrlab.encoders import CrossEncoder, minilm_path
+from tests.conftest import make_tiny_cross_encoder
+from retrlab.encoders import CrossEncoder
 from retrlab.pool import CandidatePool
 from retrlab.rerank import (CrossEncoderBudget, cross_encoder_folder, rerank_run, score_candidates,
                             train_cross_encoder)
@@ -62,11 +63,7 @@ def toy_pool(data) -> CandidatePool:
 
 
 def tiny_cross_encoder(seed: int = 0) -> CrossEncoder:
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, num_labels=1)
-    return CrossEncoder(BertForSequenceClassification(config), tokenizer, max_length=48)
+    return make_tiny_cross_encoder(seed, hidden=32)
 
 
 def test_minilm_head_is_seeded():
