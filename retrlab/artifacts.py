@@ -46,9 +46,10 @@ class Budget:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=lr, tau=0.05, seed=self.seed)
 
 
-# default: ~30 s (warm-up) / ~30 s (STAR) of training on 2 CPU cores; smoke: a few seconds each
+# default: ~30 s (warm-up) / ~20 s (STAR) of training on 2 CPU cores; smoke: a few seconds each.
+# STAR's budget is also the per-variant budget of notebooks 02 and 03 (kept small: 02 trains four)
 WARMUP_BUDGET = {False: Budget(steps=20, batch_size=16, max_length=64), True: Budget(2, 4, 48)}
-STAR_BUDGET = {False: Budget(steps=30, batch_size=8, max_length=64), True: Budget(3, 4, 48)}
+STAR_BUDGET = {False: Budget(steps=20, batch_size=8, max_length=64), True: Budget(3, 4, 48)}
 BM25_DEPTH = 10  # the warm-up's BM25 negative is drawn from BM25's top-10, as in notebook 01
 
 
@@ -104,13 +105,17 @@ def load_pool(path: str | Path) -> CandidatePool:
                          np.asarray(raw["positive_ranks"], dtype=np.int64))
 
 
-def warmup_pool(data: RetrievalData, depth: int = 200, *, smoke: bool) -> CandidatePool:
-    """The warm-up model's top-``depth`` train candidates (labelled positives removed), cached."""
-    budget = warmup_budget(smoke)
+def warmup_pool(data: RetrievalData, depth: int = 200, *, smoke: bool,
+                budget: Budget | None = None) -> CandidatePool:
+    """The warm-up model's top-``depth`` train candidates (labelled positives removed), cached.
+
+    ``budget`` is the warm-up retriever's (default: ``warmup_budget(smoke)``).
+    """
+    budget = budget or warmup_budget(smoke)
     path = home() / "pools" / f"warmup-{fingerprint(data)}-{budget.key()}-d{depth}.json"
     if path.exists():
         return load_pool(path)
-    model = warmup_retriever(data, smoke=smoke)
+    model = warmup_retriever(data, smoke=smoke, budget=budget)
     print(f"mining the warm-up pool: top-{depth} of {len(data.search_pids('train'))} train passages "
           f"for {len(data.qids('train'))} queries; cached for later calls")
     pool = dense_pool(model, data, "train", depth=depth, source="warm-up")
@@ -118,21 +123,26 @@ def warmup_pool(data: RetrievalData, depth: int = 200, *, smoke: bool) -> Candid
     return pool
 
 
-def star_retriever(data: RetrievalData, *, smoke: bool) -> BiEncoder:
-    """The STAR model of notebook 02: the warm-up model trained with ``train_star`` (cached)."""
+def star_retriever(data: RetrievalData, *, smoke: bool, budget: Budget | None = None,
+                   warmup: Budget | None = None) -> BiEncoder:
+    """The STAR model of notebook 02: the warm-up model trained with ``train_star`` (cached).
+
+    ``budget`` (STAR's) and ``warmup`` (the warm-up retriever's) default to the smoke/default ones.
+    """
     from retrlab.negatives.static import train_star
 
-    budget = star_budget(smoke)
+    budget = budget or star_budget(smoke)
+    warmup = warmup or warmup_budget(smoke)
 
     def build(folder: Path) -> None:
-        model = warmup_retriever(data, smoke=smoke)
-        pool = warmup_pool(data, smoke=smoke)
+        model = warmup_retriever(data, smoke=smoke, budget=warmup)
+        pool = warmup_pool(data, smoke=smoke, budget=warmup)
         print(f"building the STAR retriever (warm-up model + static hard and random negatives, "
               f"{budget.steps} steps × batch {budget.batch_size}); cached for later calls")
         train_star(model, data, pool, budget.config(), progress=False)
         model.save_pretrained(folder)
 
-    key = f"{fingerprint(data)}-{warmup_budget(smoke).key()}-{budget.key()}"
+    key = f"{fingerprint(data)}-{warmup.key()}-{budget.key()}"
     return BiEncoder.from_pretrained(cached_dir(f"models/star-{key}", build))
 
 
