@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,20 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
     raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
+def _check_texts(texts) -> None:
+    """A list of strings (a bare string would be encoded character by character)."""
+    if isinstance(texts, str):
+        raise TypeError("pass a list of texts, not a single string")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"text {i} is a {type(text).__name__}, not a str: {text!r:.80}")
+
+
+def _check_max_length(name: str, length: int) -> None:
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 2:
+        raise ValueError(f"{name} must be an integer >= 2 (room for [CLS] and [SEP]), got {length!r}")
+
+
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, longest first (least padding)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -66,6 +81,8 @@ class BiEncoder(torch.nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        for name, length in (("query_max_length", query_max_length), ("passage_max_length", passage_max_length)):
+            _check_max_length(name, length)
         self.query_model = model
         self.passage_model = model if shared else copy.deepcopy(model)
         self.tokenizer = tokenizer
@@ -83,8 +100,15 @@ class BiEncoder(torch.nn.Module):
             return cls._load_saved(path, **kwargs)
         if str(name_or_path).startswith((".", "/", "~")) and not path.exists():
             raise FileNotFoundError(f"model path {path} does not exist")
-        return cls(AutoModel.from_pretrained(str(name_or_path)),
-                   AutoTokenizer.from_pretrained(str(name_or_path)), **kwargs)
+        if path.is_dir() and not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} is not a model folder: it has no config.json (nor the "
+                                    f"retrlab_biencoder.json of BiEncoder.save_pretrained)")
+        try:
+            model = AutoModel.from_pretrained(str(name_or_path))
+        except OSError as e:  # neither a local folder nor reachable on the hub (offline?)
+            raise FileNotFoundError(f"model {str(name_or_path)!r} not found: no such local folder, and the "
+                                    f"Hugging Face hub could not provide it ({str(e).splitlines()[0]})") from e
+        return cls(model, AutoTokenizer.from_pretrained(str(name_or_path)), **kwargs)
 
     @classmethod
     def minilm(cls, **kwargs) -> BiEncoder:
@@ -109,6 +133,10 @@ class BiEncoder(torch.nn.Module):
         return next(self.parameters()).device
 
     def tokenize(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+        _check_texts(texts)
+        if not texts:
+            raise ValueError("no texts to embed: the list is empty")
+        _check_max_length("max_length", max_length)
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length,
                                return_tensors="pt")
         return {k: v.to(self.device) for k, v in batch.items()}
@@ -135,8 +163,12 @@ class BiEncoder(torch.nn.Module):
 
     def _encode(self, model, texts, max_length, batch_size, progress, what) -> np.ndarray:
         """(N, H) float32 vectors in input order; batches sorted by length, no autograd."""
-        if isinstance(texts, str):
-            raise TypeError("pass a list of texts, not a single string")
+        _check_texts(texts)
+        _check_max_length("max_length", max_length)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
         ids = self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         was_training = model.training

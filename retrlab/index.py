@@ -25,6 +25,8 @@ class FlatIndex:
 
     def __init__(self, embeddings: np.ndarray) -> None:
         embeddings = _as_matrix(embeddings, "embeddings")
+        if len(embeddings) == 0:
+            raise ValueError("cannot build an index over 0 embeddings (an empty corpus?)")
         self.index = faiss.IndexFlatIP(embeddings.shape[1])
         self.index.add(embeddings)
 

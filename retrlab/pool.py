@@ -36,6 +36,20 @@ class CandidatePool:
 
     def __post_init__(self) -> None:
         self._index = {q: i for i, q in enumerate(self.qids)}
+        lengths = {"pids": len(self.pids), "scores": len(self.scores), "hidden": len(self.hidden),
+                   "positive_scores": len(self.positive_scores), "positive_ranks": len(self.positive_ranks)}
+        if any(n != len(self.qids) for n in lengths.values()):
+            raise ValueError(f"a pool needs one entry per query ({len(self.qids)} qids), got {lengths}")
+        for qid, pids, scores, hidden in zip(self.qids, self.pids, self.scores, self.hidden):
+            if not len(pids) == len(scores) == len(hidden):
+                raise ValueError(f"query {qid!r}: {len(pids)} candidates but {len(scores)} scores and "
+                                 f"{len(hidden)} flags")
+            if not np.isfinite(scores).all():
+                raise ValueError(f"query {qid!r}: the candidate scores contain NaN or infinite values")
+        if not np.isfinite(self.positive_scores).all():
+            bad = [q for q, s in zip(self.qids, self.positive_scores) if not np.isfinite(s)]
+            raise ValueError(f"the labelled positive's score is NaN or infinite for {len(bad)} queries, "
+                             f"e.g. {bad[:3]}")
 
     def __len__(self) -> int:
         return len(self.qids)
@@ -64,8 +78,17 @@ def pool_from_ranking(data: RetrievalData, source: str, qids: list[str], ranked_
                       ranked_scores: list[np.ndarray], positive_scores: np.ndarray,
                       depth: int) -> CandidatePool:
     """Remove each query's labelled positives from its ranking, keep ``depth``, flag hidden positives."""
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    if not len(qids) == len(ranked_pids) == len(ranked_scores) == len(positive_scores):
+        raise ValueError(f"{len(qids)} qids but {len(ranked_pids)} rankings, {len(ranked_scores)} score "
+                         f"lists and {len(positive_scores)} positive scores")
     pids, scores, hidden, ranks = [], [], [], []
     for qid, ranked, ranked_s in zip(qids, ranked_pids, ranked_scores):
+        if qid not in data.positives:
+            raise KeyError(f"query {qid!r} has no labelled positive in {data.name!r}")
+        if len(ranked) != len(ranked_s):
+            raise ValueError(f"query {qid!r}: {len(ranked)} ranked pids but {len(ranked_s)} scores")
         labelled = set(data.positives[qid])
         keep = [j for j, p in enumerate(ranked) if p not in labelled][:depth]
         ranks.append(next((j + 1 for j, p in enumerate(ranked) if p in labelled), 0))

@@ -56,6 +56,9 @@ def paired_bootstrap(values_a: dict[str, float], values_b: dict[str, float], *, 
     if not qids:
         raise ValueError("the two systems share no query")
     diff = np.array([values_a[q] - values_b[q] for q in qids])
+    if not np.isfinite(diff).all():
+        bad = [q for q, d in zip(qids, diff) if not np.isfinite(d)]
+        raise ValueError(f"per-query values must be finite; NaN or infinite for {bad[:3]}")
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
@@ -73,6 +76,8 @@ def compare_runs(run_a: dict, run_b: dict, qrels: dict, measure: str = "MRR@10",
 def mean_std(values: list[float]) -> str:
     """'0.712 ± 0.011' (sample std over seeds), or the single value when only one seed ran."""
     values = np.asarray(values, dtype=float)
+    if len(values) == 0 or not np.isfinite(values).all():
+        raise ValueError(f"mean_std needs at least one finite value, got {values.tolist()}")
     if len(values) < 2:
         return f"{values.mean():.3f}"
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"

@@ -13,6 +13,7 @@ ADORE's rank-weighted loss, ...). Same seed, same batches, same numbers.
 from __future__ import annotations
 
 import math
+import numbers
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,20 @@ class TrainConfig:
     tau: float = 0.05  # temperature; 0.05 = sentence-transformers' scale 20 for cosine scores
     max_grad_norm: float = 1.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Bad settings fail here, naming the field, rather than deep inside the first step."""
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
+        for name in ("lr", "tau", "max_grad_norm"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise ValueError(f"TrainConfig.warmup_ratio must be in [0, 1], got {self.warmup_ratio!r}")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"TrainConfig.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
 
 
 @dataclass
@@ -76,6 +91,10 @@ class Hook:
     every: int
     fn: Callable[[int, BiEncoder], dict | None]
 
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or not isinstance(self.every, numbers.Integral) or self.every < 1:
+            raise ValueError(f"Hook.every must be an integer >= 1, got {self.every!r}")
+
     def due(self, step: int, last_step: int) -> bool:
         return step % self.every == 0 or step == last_step
 
@@ -94,6 +113,8 @@ class QueryBatches:
 
     def __init__(self, data: RetrievalData, batch_size: int, seed: int,
                  strategy: NegativeStrategy = no_negatives, split: str = "train") -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.qids = [q for q in data.qids(split) if data.positives.get(q)]
         if len(self.qids) < batch_size:
             raise ValueError(f"batch_size {batch_size} exceeds the {len(self.qids)} labelled {split} queries")
@@ -172,6 +193,12 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, batches, history: H
     return state["step"]
 
 
+def _writes_files() -> bool:
+    """False on the ranks > 0 of a torchrun job: every rank holds the same state, one of them saves it."""
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
+        torch.distributed.get_rank() == 0
+
+
 def train(model: BiEncoder, data: RetrievalData, config: TrainConfig,
           strategy: NegativeStrategy = no_negatives, hooks: list[Hook] = (),
           step_fn: Callable | None = None, batches: Iterator[Batch] | None = None,
@@ -183,6 +210,8 @@ def train(model: BiEncoder, data: RetrievalData, config: TrainConfig,
     calling ``train`` again with the same arguments resumes from the last save and ends exactly
     where an uninterrupted run would (same batches, same dropout, same optimiser state).
     """
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 (0: never), got {checkpoint_every}")
     seed_everything(config.seed)
     step_fn = step_fn or contrastive_loss
     batches = batches or query_batches(data, config.batch_size, config.seed, strategy)
@@ -197,6 +226,9 @@ def train(model: BiEncoder, data: RetrievalData, config: TrainConfig,
                initial=first - 1, total=config.steps)
     for step in bar:
         loss = step_fn(model, data, next(batches), config.tau)
+        if not math.isfinite(loss.item()):  # a NaN would silently ruin every weight at optimizer.step()
+            raise FloatingPointError(f"the training loss is {loss.item()} at step {step}: check the scores "
+                                     f"(NaN embeddings?), the temperature tau={config.tau} and lr={config.lr}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -208,7 +240,7 @@ def train(model: BiEncoder, data: RetrievalData, config: TrainConfig,
         for hook in hooks:
             if hook.due(step, config.steps):
                 history.log(step, **(hook.fn(step, model) or {}))
-        if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+        if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and _writes_files():
             save_checkpoint(Path(checkpoint), step, model, optimizer, scheduler, batches, history)
     model.eval()
     return history

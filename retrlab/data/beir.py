@@ -102,10 +102,18 @@ def _require_file(path: Path) -> Path:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without its end) for each non-blank line, streamed."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
+    """(1-based line number, line without its end) for each non-blank line, streamed.
+
+    Lines are decoded one by one (a text-mode file decodes ahead in blocks), so a byte that is not
+    UTF-8 is reported on its own line; a UTF-8 byte-order mark at the start is skipped.
+    """
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise DataFormatError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte "
+                                      f"{e.start} of the line)") from None
             if line.strip():
                 yield lineno, line
 
@@ -125,7 +133,11 @@ def _jsonl(path: Path) -> Iterator[tuple[int, str, dict]]:
                 raise DataFormatError(f"{path}:{lineno}: missing field {key!r}")
         if not isinstance(record["text"], str):
             raise DataFormatError(f"{path}:{lineno}: field 'text' must be a string")
-        yield lineno, str(record["_id"]), record
+        id_ = record["_id"]
+        if isinstance(id_, bool) or not isinstance(id_, (str, int)) or not str(id_).strip():
+            raise DataFormatError(f"{path}:{lineno}: field '_id' must be a non-empty string or an "
+                                  f"integer, got {id_!r}")
+        yield lineno, str(id_), record
 
 
 def _check_new_id(path: Path, lineno: int, id_: str, seen: dict[str, int]) -> None:

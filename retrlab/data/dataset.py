@@ -32,6 +32,32 @@ class RetrievalData:
     def __post_init__(self) -> None:
         self.pids = list(self.corpus)
         self._row = {pid: i for i, pid in enumerate(self.pids)}
+        self._check()
+
+    def _check(self) -> None:
+        """Empty texts and ids that point nowhere fail here, naming the id, not deep inside training."""
+        for qid, text in self.queries.items():
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"query {qid!r} has no text: {text!r}")
+        for pid, doc in self.corpus.items():
+            if not str(doc.get("text", "")).strip() and not str(doc.get("title", "")).strip():
+                raise ValueError(f"passage {pid!r} has an empty text and title")
+        for name, labels in (("qrels", self.qrels), ("positives", self.positives)):
+            for qid, pids in labels.items():
+                if qid not in self.queries:
+                    raise ValueError(f"{name} name query {qid!r}, which is not among the queries")
+                unknown = [p for p in pids if p not in self.corpus]
+                if unknown:
+                    raise ValueError(f"{name} of query {qid!r} name passage {unknown[0]!r}, which is not in the corpus")
+        for split, qids in self.splits.items():
+            unknown = [q for q in qids if q not in self.queries]
+            if unknown:
+                raise ValueError(f"split {split!r} names query {unknown[0]!r}, which is not among the queries")
+        for split, pids in self.split_pids.items():
+            unknown = [p for p in pids if p not in self.corpus]
+            if unknown:
+                raise ValueError(f"the search corpus of split {split!r} names passage {unknown[0]!r}, "
+                                 f"which is not in the corpus")
 
     # --- texts -------------------------------------------------------------------------------
     def passage_text(self, pid: str) -> str:
@@ -69,6 +95,9 @@ class RetrievalData:
         When passages carry an ``article`` field (wiki-car), each split's search corpus shrinks to
         the articles of the queries kept, so a smoke run also encodes fewer passages.
         """
+        negative = {s: n for s, n in split_sizes.items() if n < 0}
+        if negative:
+            raise ValueError(f"subset sizes must be >= 0, got {negative}")
         splits = {s: q[: split_sizes.get(s, len(q))] for s, q in self.splits.items()}
         split_pids = dict(self.split_pids)
         for s, qids in splits.items():

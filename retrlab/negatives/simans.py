@@ -82,6 +82,8 @@ def sample_without_replacement(weights: np.ndarray, n: int, rng: random.Random) 
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     w = np.array(weights, dtype=np.float64)  # (k,) a copy: drawn entries are zeroed
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise ValueError(f"sampling weights must be finite and >= 0, got {weights}")
     left = np.ones(len(w), dtype=bool)
     picked: list[int] = []
     for _ in range(min(n, len(w))):

@@ -25,6 +25,8 @@ def uniform_from_pool(pool: CandidatePool, n: int = 1, depth: int | None = None)
     """``n`` distinct negatives drawn uniformly from each query's top-``depth`` pool candidates."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth must be >= 1 (or None for the whole pool), got {depth}")
 
     def strategy(qid: str, rng: random.Random) -> list[str]:
         candidates = pool.candidates(qid)[0][:depth]
@@ -35,10 +37,16 @@ def uniform_from_pool(pool: CandidatePool, n: int = 1, depth: int | None = None)
 
 def random_negatives(data: RetrievalData, n: int = 1, split: str = "train") -> Strategy:
     """``n`` passages drawn uniformly from the split's corpus, labelled positives excluded."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
     pids = data.search_pids(split)
+    searchable = set(pids)
 
     def strategy(qid: str, rng: random.Random) -> list[str]:
         labelled = set(data.positives[qid])
+        if n > len(pids) - len(labelled & searchable):  # the loop below would never end
+            raise ValueError(f"cannot draw {n} negatives for query {qid!r}: the {split} corpus has only "
+                             f"{len(pids) - len(labelled & searchable)} passages that are not its positives")
         picked: list[str] = []
         while len(picked) < n:
             pid = rng.choice(pids)

