@@ -216,15 +216,19 @@ class PretrainConfig:
 def pretrain(mlm: BertForMaskedLM, tokenizer, texts: list[str], config: PretrainConfig,
              task: PairTask | None = None, loss_fn: Callable | None = None,
              tiny: TinyConfig = TinyConfig(), progress: bool = True,
-             extra: torch.nn.Module | None = None) -> History:
+             extra: torch.nn.Module | None = None, loss_fn_backward: bool = False) -> History:
     """Train ``mlm`` in place: contrastive ``task`` pairs and/or MLM on random ``texts``.
 
     ``loss_fn(mlm, rng) -> (loss, logged dict)`` replaces the built-in loss (PROP, Condenser...);
     ``extra`` holds modules outside ``mlm`` that it trains too (a scoring head, a decoder).
+    ``loss_fn_backward=True``: ``loss_fn`` back-propagates by itself (a gradient cache does, chunk
+    by chunk) and returns its loss detached; the loop only clips and steps.
     Without ``task`` and ``loss_fn`` this is MLM-only pretraining (the baseline).
     """
     if task is None and loss_fn is None and config.mlm_weight <= 0:
         raise ValueError("nothing to train: give a task, a loss_fn or mlm_weight > 0")
+    if loss_fn_backward and (loss_fn is None or config.mlm_weight > 0):
+        raise ValueError("loss_fn_backward needs a loss_fn and mlm_weight = 0 (it back-propagates alone)")
     seed_everything(config.seed)
     rng = random.Random(config.seed)
     modules = [mlm] + ([extra] if extra is not None else [])
@@ -237,6 +241,7 @@ def pretrain(mlm: BertForMaskedLM, tokenizer, texts: list[str], config: Pretrain
         m.train()
     bar = tqdm(range(1, config.steps + 1), desc="pretrain", disable=not progress)
     for step in bar:
+        optimizer.zero_grad(set_to_none=True)
         loss, logged = torch.zeros((), device=mlm.device), {}
         if loss_fn is not None:
             loss, logged = loss_fn(mlm, rng)
@@ -249,8 +254,8 @@ def pretrain(mlm: BertForMaskedLM, tokenizer, texts: list[str], config: Pretrain
                                 tiny.passage_max_length)
             loss = loss + config.mlm_weight * mlm_part
             logged["mlm"] = mlm_part.item()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if not loss_fn_backward:
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
