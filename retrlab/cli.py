@@ -4,6 +4,9 @@
     retrlab eval --model bm25    # test metrics of BM25
     retrlab eval --model minilm  # ... of zero-shot all-MiniLM-L6-v2 (or a saved model folder)
     retrlab notebooks [--default] [--only 00 01]   # run notebooks headless into HTML, with wall times
+    retrlab run star --seed 1    # fine-tune one strategy on the leaderboard budget, save JSON + plot
+    retrlab leaderboard          # every strategy x seeds 0 1 (about 5 minutes on 2 cores), a table
+    retrlab leaderboard --full --seeds 0 1 2    # all of wiki-car, 60 steps of batch 16 (~30-40 min)
 """
 from __future__ import annotations
 
@@ -74,6 +77,55 @@ def cmd_notebooks(args) -> int:
     return 0
 
 
+def _leaderboard(args, names: list[str], seeds: list[int]) -> int:
+    """Shared by ``run`` and ``leaderboard``: budget from the flags, run, print, save."""
+    import dataclasses
+    from pathlib import Path
+
+    from retrlab.data import load_beir, load_wikicar
+    from retrlab.leaderboard import get_strategy, preset, run_leaderboard
+
+    for name in names:
+        get_strategy(name)  # an unknown strategy fails before the data is even loaded
+    overrides = {k: v for k, v in [("steps", args.steps), ("batch_size", args.batch_size),
+                                   ("max_length", args.max_length)] if v is not None}
+    budget = dataclasses.replace(preset(args.smoke, args.full), **overrides)
+    data = load_beir(args.beir) if args.beir else load_wikicar(seed=args.data_seed)
+    print(f"{len(names)} strategies x seeds {seeds}: {budget.steps} steps x batch {budget.batch_size}, "
+          f"passages at {budget.max_length} tokens", flush=True)
+    board = run_leaderboard(data, budget, names, seeds, progress=True)
+    print("\n" + board.table())
+    prep = ", ".join(f"{k} {v:.0f} s" for k, v in board.prep_seconds.items())
+    print(f"\nshared preparation: {prep or 'none'}; wall time {board.wall_seconds:.0f} s")
+    json_path, png = board.save(Path(args.out))
+    print(f"results: {json_path}\nplot:    {png}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    args.out = args.out or f"runs/{args.strategy}-s{args.seed}"
+    return _leaderboard(args, [args.strategy], [args.seed])
+
+
+def cmd_leaderboard(args) -> int:
+    from retrlab.leaderboard import STRATEGIES
+
+    return _leaderboard(args, args.strategies or list(STRATEGIES), args.seeds)
+
+
+def _budget_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, help="training steps per strategy (default: the preset's)")
+    p.add_argument("--batch-size", type=int, help="queries per step")
+    p.add_argument("--max-length", type=int, help="passage tokens, training and evaluation")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--smoke", action="store_true",
+                      help="a seconds-long run that only proves the code works")
+    size.add_argument("--full", action="store_true",
+                      help="all of wiki-car, 60 steps of batch 16 at 64 tokens, the notebooks' artifacts")
+    p.add_argument("--data-seed", type=int, default=0, help="wiki-car label/split seed")
+    p.add_argument("--beir", metavar="FOLDER", help="a BEIR-format folder with train and test qrels instead")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrlab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,6 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--out", default="runs/notebooks", help="where the HTML and the timing table go")
     nb.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     nb.set_defaults(fn=cmd_notebooks)
+    run = sub.add_parser("run", help="fine-tune one strategy on the leaderboard budget and test it")
+    run.add_argument("strategy",
+                     help="inbatch, bm25, star, ance, adore, rocketqa-hard, rocketqa-denoised, ar2, simans")
+    run.add_argument("--seed", type=int, default=0, help="training seed (batches, dropout, sampling)")
+    run.add_argument("--out", default=None, help="where results.json and leaderboard.png go "
+                                                 "(default: runs/STRATEGY-sSEED)")
+    _budget_flags(run)
+    run.set_defaults(fn=cmd_run)
+    board = sub.add_parser("leaderboard",
+                           help="every strategy x several seeds on one budget: table, JSON, plot")
+    board.add_argument("--strategies", nargs="+", metavar="NAME", help="a subset (default: all)")
+    board.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="training seeds")
+    board.add_argument("--out", default="runs/leaderboard", help="where results.json and leaderboard.png go")
+    _budget_flags(board)
+    board.set_defaults(fn=cmd_leaderboard)
     return parser
 
 

@@ -140,14 +140,21 @@ def cross_encoder_budget(smoke: bool) -> CrossEncoderBudget:
 
 
 def cross_encoder_folder(data: RetrievalData, *, smoke: bool, budget: CrossEncoderBudget | None = None,
-                         progress: bool = False) -> Path:
-    """The cached folder of the shared cross-encoder (built on first call): model + ``report.json``."""
+                         progress: bool = False, warmup=None) -> Path:
+    """The cached folder of the shared cross-encoder (built on first call): model + ``report.json``.
+
+    ``warmup`` (an ``artifacts.Budget``) picks the warm-up retriever whose pool supplies the
+    negatives; by default the one of ``artifacts.warmup_budget(smoke)``.
+    """
     from retrlab.artifacts import fingerprint, warmup_budget, warmup_pool
 
     budget = budget or cross_encoder_budget(smoke)
 
     def build(folder: Path) -> None:
-        pool = warmup_pool(data, smoke=smoke)
+        if warmup is None:
+            pool = warmup_pool(data, smoke=smoke)
+        else:
+            pool = warmup_pool(data, smoke=smoke, budget=warmup)
         print(f"building the cross-encoder (MiniLM + one-logit head, {budget.steps} steps × "
               f"{budget.batch_size} "
               f"queries × {1 + budget.negatives} pairs); cached for later calls")
@@ -161,18 +168,18 @@ def cross_encoder_folder(data: RetrievalData, *, smoke: bool, budget: CrossEncod
         model.save_pretrained(folder)
         atomic_write_json(folder / "report.json", report)
 
-    key = f"{fingerprint(data)}-{warmup_budget(smoke).key()}-{budget.key()}"
+    key = f"{fingerprint(data)}-{(warmup or warmup_budget(smoke)).key()}-{budget.key()}"
     return cached_dir(f"models/cross-encoder-{key}", build)
 
 
 def cross_encoder(data: RetrievalData, *, smoke: bool, budget: CrossEncoderBudget | None = None,
-                  progress: bool = False) -> CrossEncoder:
+                  progress: bool = False, warmup=None) -> CrossEncoder:
     """The shared cross-encoder: MiniLM + one-logit head trained on warm-up-pool negatives (cached)."""
-    folder = cross_encoder_folder(data, smoke=smoke, budget=budget, progress=progress)
+    folder = cross_encoder_folder(data, smoke=smoke, budget=budget, progress=progress, warmup=warmup)
     return CrossEncoder.from_pretrained(folder)
 
 
 def cross_encoder_report(data: RetrievalData, *, smoke: bool,
-                         budget: CrossEncoderBudget | None = None) -> dict:
+                         budget: CrossEncoderBudget | None = None, warmup=None) -> dict:
     """The dev re-ranking report written when the cached cross-encoder was built."""
-    return load_json(cross_encoder_folder(data, smoke=smoke, budget=budget) / "report.json")
+    return load_json(cross_encoder_folder(data, smoke=smoke, budget=budget, warmup=warmup) / "report.json")

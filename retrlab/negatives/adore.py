@@ -81,6 +81,7 @@ class AdoreStep:
         self.pids, self.row = pids, {p: i for i, p in enumerate(pids)}
         self.k, self.metric_cut = k, metric_cut if metric_cut is not None else k
         self.train_mrr: list[float] = []  # MRR@10 of the labelled positive in each step's retrieval
+        self.picks: list[tuple[str, list[str]]] = []  # (qid, the non-relevant passages of its list) per step
 
     def __call__(self, model: BiEncoder, data: RetrievalData, batch: Batch, tau: float) -> torch.Tensor:
         q = model.embed_queries(batch.queries)  # (B, H), the only thing with gradients
@@ -90,6 +91,7 @@ class AdoreStep:
             retrieved = [self.pids[r] for r in row if r >= 0]
             labelled = set(data.positives[qid])
             pids, flags = ranked_list(retrieved, labelled)
+            self.picks.append((qid, [p for p, f in zip(pids, flags) if not f]))  # the negatives it trains on
             first = next((i for i, f in enumerate(flags[:10]) if f and i < len(retrieved)), None)
             reciprocal.append(0.0 if first is None else 1 / (first + 1))
             docs = self.vectors[[self.row[p] for p in pids]].to(q.device)  # (n, H) constants

@@ -118,12 +118,14 @@ def _step(model: torch.nn.Module, optimizer, loss: torch.Tensor) -> None:
 
 
 def train_ar2(retriever: BiEncoder, ranker: CrossEncoder | None, data: RetrievalData, qids: list[str],
-              universe: list[str], config: AR2Config, on_iteration=None, progress: bool = True) -> History:
+              universe: list[str], config: AR2Config, on_iteration=None, progress: bool = True,
+              picks: list | None = None) -> History:
     """Alternate ranker and retriever steps for ``config.iterations`` refreshes (in place).
 
     ``on_iteration(iteration, retriever, ranker)`` runs after each iteration (and before the first,
     with iteration 0); its dict is logged. ``ranker=None`` trains the retriever alone with
-    listwise CE on the same groups: the baseline.
+    listwise CE on the same groups: the baseline. ``picks``, when given, receives
+    ``(qid, negatives)`` of every group a retriever step trains on (to measure false negatives).
     """
     seed_everything(config.seed)
     rng = random.Random(config.seed)
@@ -151,6 +153,8 @@ def train_ar2(retriever: BiEncoder, ranker: CrossEncoder | None, data: Retrieval
                     _step(ranker, ranker_opt, loss)
                     history.log(step, ranker_loss=loss.item(), iteration=iteration)
                 else:  # min_θ: retriever steps, ranker frozen
+                    if picks is not None:
+                        picks.extend((q, g[1:]) for q, g in zip(batch, groups))
                     retriever.train()
                     scores = retriever_group_scores(retriever, data, batch, groups, config.tau)
                     if ranker is None:

@@ -1,0 +1,91 @@
+"""What a leaderboard run may spend: one budget that every strategy gets, and three presets.
+
+A fair comparison gives every strategy the same steps, batch, learning rate, passage length and
+seeds (DPR's Table 3 and STAR's ablations compare at a fixed budget too). The budget also fixes
+the data the run sees — the first N training / test queries, the corpus shrinking to their
+articles (``RetrievalData.subset``) — and the budgets of the shared artifacts it builds (warm-up
+retriever, STAR model, cross-encoder; ``retrlab.artifacts``, ``retrlab.rerank``).
+
+Presets (measured costs in ``notebooks/14_leaderboard.ipynb`` and the CLI's ``--help``):
+
+* ``SMOKE`` — seconds; proves the code runs, says nothing about the methods.
+* ``DEFAULT`` — the 5-minute classroom run on 2 CPU cores, *from an empty cache*: 100 training
+  queries, 120 test queries, 10 steps of batch 8 per strategy, passages at 48 tokens, and
+  small artifacts of its own. About a minute of it builds the shared artifacts, the rest is 9
+  strategies × 2 seeds. Expect most gaps to be within noise at this size.
+* ``FULL`` — all of wiki-car, 60 steps of batch 16 at 64 tokens, the notebooks' own artifacts
+  (the cache of notebooks 02–06 is reused): ~30–40 minutes on 2 cores, minutes on a GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from retrlab.artifacts import Budget
+from retrlab.data.dataset import RetrievalData
+from retrlab.rerank import CrossEncoderBudget
+from retrlab.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class LeaderboardBudget:
+    steps: int  # retriever updates per strategy (AR2 adds ranker steps on top: see its time)
+    batch_size: int  # training queries per step
+    max_length: int  # passage tokens, in training and in evaluation
+    depth: int  # pool depth the hard-negative samplers draw from (STAR, ANCE, SimANS; ADORE's top-k)
+    train_queries: int | None = None  # the first N training queries (None: all)
+    test_queries: int | None = None
+    dev_queries: int | None = None  # only the cross-encoder's build report reads dev
+    warmup: Budget | None = None  # None: the artifacts' own budget (shared with notebooks 02-06)
+    star: Budget | None = None
+    cross_encoder: CrossEncoderBudget | None = None
+    lr: float = 2e-5
+    tau: float = 0.05
+    smoke: bool = False  # which artifact defaults (and cache keys) apply when a budget above is None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "max_length", "depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LeaderboardBudget.{name} must be an integer >= 1, got {value!r}")
+        if self.batch_size < 2:
+            raise ValueError(f"LeaderboardBudget.batch_size must be >= 2 (in-batch negatives), "
+                             f"got {self.batch_size}")
+        for name in ("train_queries", "test_queries", "dev_queries"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"LeaderboardBudget.{name} must be None (all) or an integer >= 1, "
+                                 f"got {value!r}")
+
+    def narrow(self, data: RetrievalData) -> RetrievalData:
+        """The data this budget trains and tests on (the whole dataset when no size is set)."""
+        wanted = [("train", self.train_queries), ("dev", self.dev_queries), ("test", self.test_queries)]
+        sizes = {split: n for split, n in wanted if n is not None and split in data.splits}
+        return data.subset(sizes) if sizes else data
+
+    def config(self, seed: int) -> TrainConfig:
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, tau=self.tau, seed=seed)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> LeaderboardBudget:
+        nested = {"warmup": Budget, "star": Budget, "cross_encoder": CrossEncoderBudget}
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: (nested[k](**v) if k in nested and v is not None else v)
+                      for k, v in raw.items() if k in known})
+
+
+SMOKE = LeaderboardBudget(steps=2, batch_size=4, max_length=32, depth=10, train_queries=24, test_queries=30,
+                          dev_queries=20, smoke=True)  # artifacts: their own smoke budgets
+DEFAULT = LeaderboardBudget(
+    steps=10, batch_size=8, max_length=48, depth=30, train_queries=100, test_queries=120, dev_queries=40,
+    warmup=Budget(steps=12, batch_size=8, max_length=48), star=Budget(steps=12, batch_size=8, max_length=48),
+    cross_encoder=CrossEncoderBudget(steps=16, batch_size=4, negatives=3, max_length=64, eval_queries=20))
+FULL = LeaderboardBudget(steps=60, batch_size=16, max_length=64, depth=200)  # notebooks 02-06's artifacts
+
+
+def preset(smoke: bool = False, full: bool = False) -> LeaderboardBudget:
+    if smoke and full:
+        raise ValueError("choose smoke or full, not both")
+    return SMOKE if smoke else FULL if full else DEFAULT

@@ -1,0 +1,320 @@
+"""Every fine-tuning strategy of METHODS Part A as one function ``(context, seed) -> Trained``.
+
+Each function calls the package's own module for its method — the rules live in
+``retrlab.negatives.*`` (paper and official code file in each docstring), the shared models in
+``retrlab.artifacts`` and ``retrlab.rerank`` — and adds nothing but the protocol:
+
+* **one start**: a copy of the cached warm-up retriever (MiniLM + BM25 negatives, the stand-in for
+  ANCE's "BM25 warm-up" checkpoint that ANCE, STAR and AR2 all start from), except ADORE, which is
+  by definition a second stage: the query tower of the cached STAR model, on STAR's frozen index;
+* **one budget** (``LeaderboardBudget``): the same steps, batch, learning rate, passage length and
+  seed for every strategy;
+* **one measurement** (``run_strategy``): test MRR@10 / R@20 / nDCG@10 graded with the complete
+  ground truth, the share of the negatives actually trained on that are hidden positives
+  (``RecordingStrategy``'s count), and the seconds of training — wall time, and CPU time, which
+  barely moves when other jobs share the machine.
+
+Shared preparation (artifacts, pools, the cross-encoder's scores, STAR's frozen vectors) happens
+once per ``Context``, outside every strategy's timer, and is timed in ``context.prep_seconds``.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retrlab import artifacts
+from retrlab.data.dataset import RetrievalData
+from retrlab.distributed import cross_batch_step
+from retrlab.encoders import BiEncoder, CrossEncoder
+from retrlab.evaluation import dense_run, encode_corpus, evaluate_run
+from retrlab.leaderboard.budget import LeaderboardBudget
+from retrlab.negatives.adore import AdoreStep, freeze_passage_tower
+from retrlab.negatives.ance import AnceNegatives
+from retrlab.negatives.ar2 import AR2Config, candidate_universe, train_ar2
+from retrlab.negatives.denoise import denoised_from_pool
+from retrlab.negatives.simans import simans_negatives
+from retrlab.negatives.static import star_step, static_hard_negatives, train_star
+from retrlab.negatives.uniform import RecordingStrategy, uniform_from_pool
+from retrlab.pool import CandidatePool, bm25_pool
+from retrlab.rerank import cross_encoder, score_candidates
+from retrlab.train import Hook, no_negatives, train
+
+MEASURES = ("MRR@10", "R@20", "nDCG@10")
+POOL_DEPTH = 200  # the warm-up pool (STAR's prepare_hardneg.py mines the top-200)
+BM25_DEPTH = 10  # DPR's BM25 negative: drawn from BM25's top-10, as in notebook 01 and the warm-up
+ROCKETQA_DEPTH, ROCKETQA_THRESHOLD = 10, 0.1  # candidates the cross-encoder scores; ce_threshold_neg
+AR2_NEGATIVES, AR2_DEPTH, AR2_UNIVERSE = 3, 10, 15  # notebook 06's group size, refresh depth, universe
+
+
+class Context:
+    """The (narrowed) data and the shared artifacts of one leaderboard, built lazily and timed.
+
+    Every artifact comes from the cached package functions under the budget's artifact budgets,
+    so a second leaderboard on the same budget loads them in seconds.
+    """
+
+    def __init__(self, data: RetrievalData, budget: LeaderboardBudget) -> None:
+        self.budget, self.data = budget, budget.narrow(data)
+        self.prep_seconds: dict[str, float] = {}
+        self._built: dict[str, object] = {}
+
+    def _get(self, name: str, build: Callable[[], object]):
+        if name not in self._built:
+            started = time.perf_counter()
+            self._built[name] = build()
+            self.prep_seconds[name] = time.perf_counter() - started
+        return self._built[name]
+
+    @property
+    def warmup(self) -> BiEncoder:
+        b = self.budget
+        return self._get("warm-up retriever",
+                         lambda: artifacts.warmup_retriever(self.data, smoke=b.smoke, budget=b.warmup))
+
+    @property
+    def warmup_pool(self) -> CandidatePool:
+        b = self.budget
+        _ = self.warmup  # the retriever is built (and timed) on its own first
+        return self._get("warm-up pool",
+                         lambda: artifacts.warmup_pool(self.data, POOL_DEPTH, smoke=b.smoke, budget=b.warmup))
+
+    @property
+    def bm25_pool(self) -> CandidatePool:
+        return self._get("BM25 pool", lambda: bm25_pool(self.data, "train", depth=BM25_DEPTH))
+
+    @property
+    def star(self) -> BiEncoder:
+        b = self.budget
+        return self._get("STAR model", lambda: artifacts.star_retriever(
+            self.data, smoke=b.smoke, budget=b.star, warmup=b.warmup))
+
+    @property
+    def star_vectors(self) -> dict[str, np.ndarray]:
+        """STAR's frozen passage vectors of the train corpus (ADORE's index) and of the test corpus."""
+        star = self.star  # built (and timed) on its own first
+        return self._get("STAR passage vectors", lambda: {
+            split: encode_corpus(self.fresh(star), self.data, self.data.search_pids(split), progress=False)
+            for split in ("train", "test")})
+
+    @property
+    def ranker(self) -> CrossEncoder:
+        b = self.budget
+        return self._get("cross-encoder", lambda: cross_encoder(
+            self.data, smoke=b.smoke, budget=b.cross_encoder, warmup=b.warmup))
+
+    @property
+    def ce_probabilities(self) -> dict[str, np.ndarray]:
+        """The cross-encoder's P(relevant) for each training query's top-``ROCKETQA_DEPTH`` candidates."""
+        pool, ranker = self.warmup_pool, self.ranker  # built (and timed) on their own first
+        qids = [q for q in pool.qids if pool.candidates(q)[0]]
+        candidates = [pool.candidates(q)[0][:ROCKETQA_DEPTH] for q in qids]
+        return self._get("cross-encoder scores", lambda: dict(zip(qids, score_candidates(
+            ranker, self.data, qids, candidates, progress=False))))
+
+    def fresh(self, model: BiEncoder) -> BiEncoder:
+        """A trainable copy of ``model`` reading passages at the budget's max length."""
+        model = copy.deepcopy(model)
+        model.passage_max_length = self.budget.max_length
+        return model
+
+
+class Clock:
+    """Wall and CPU seconds (all threads of this process) since it was made."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+@dataclass
+class Trained:
+    model: BiEncoder
+    seconds: float  # training only (wall): shared preparation is timed in the context
+    cpu_seconds: float
+    picks: list[tuple[str, list[str]]] | None  # (qid, negatives) trained on; None = in-batch only
+    steps: int  # retriever updates actually made
+    test_vectors: np.ndarray | None = None  # frozen passage vectors (ADORE), else re-encoded
+    extra: dict = field(default_factory=dict)
+
+
+def _train(ctx: Context, seed: int, start: BiEncoder, strategy=no_negatives, step_fn=None,
+           hooks: list[Hook] = ()) -> tuple[BiEncoder, float, float]:
+    model = ctx.fresh(start)
+    clock = Clock()
+    train(model, ctx.data, ctx.budget.config(seed), strategy=strategy, hooks=hooks, step_fn=step_fn,
+          progress=False)
+    return model, *clock.read()
+
+
+def train_from_warmup(ctx: Context, seed: int, strategy, step_fn=None) -> Trained:
+    """Fine-tune a copy of the warm-up retriever with ``strategy``'s negatives, recording each one."""
+    recorder = RecordingStrategy(strategy)
+    model, wall, cpu = _train(ctx, seed, ctx.warmup, recorder, step_fn)
+    return Trained(model, wall, cpu, recorder.picks, ctx.budget.steps)
+
+
+def run_inbatch(ctx: Context, seed: int) -> Trained:
+    """DPR's in-batch negatives: the other queries' positives (``retrlab.train.contrastive_loss``)."""
+    model, wall, cpu = _train(ctx, seed, ctx.warmup)
+    return Trained(model, wall, cpu, None, ctx.budget.steps)
+
+
+def run_bm25(ctx: Context, seed: int) -> Trained:
+    """DPR: in-batch + one BM25 negative per query (``uniform_from_pool`` on a BM25 pool)."""
+    return train_from_warmup(ctx, seed, uniform_from_pool(ctx.bm25_pool, n=1, depth=BM25_DEPTH))
+
+
+def run_star(ctx: Context, seed: int) -> Trained:
+    """STAR: one static hard negative from the warm-up pool + random (in-batch) ones, pairwise loss."""
+    pool = ctx.warmup_pool
+    recorder = RecordingStrategy(static_hard_negatives(pool, n=1, depth=ctx.budget.depth))
+    model = ctx.fresh(ctx.warmup)
+    clock = Clock()
+    train_star(model, ctx.data, pool, ctx.budget.config(seed), strategy=recorder, progress=False)
+    return Trained(model, *clock.read(), recorder.picks, ctx.budget.steps)
+
+
+def run_ance(ctx: Context, seed: int) -> Trained:
+    """ANCE: negatives from the model's own top-``depth``, re-mined once half-way (pairwise loss)."""
+    steps = ctx.budget.steps
+    negatives = AnceNegatives(ctx.data, ctx.warmup_pool, depth=ctx.budget.depth, n=1)
+    recorder = RecordingStrategy(negatives)
+    model, wall, cpu = _train(ctx, seed, ctx.warmup, recorder, star_step(random_negatives=False),
+                              hooks=[negatives.hook(max(1, steps // 2), steps)])
+    return Trained(model, wall, cpu, recorder.picks, steps, extra={"refreshes": len(negatives.log)})
+
+
+def run_adore(ctx: Context, seed: int) -> Trained:
+    """ADORE: STAR's query tower against the current top-k of STAR's frozen passage index."""
+    vectors = ctx.star_vectors
+    step = AdoreStep(vectors["train"], ctx.data.search_pids("train"), k=ctx.budget.depth)
+    model = freeze_passage_tower(ctx.fresh(ctx.star))
+    clock = Clock()
+    train(model, ctx.data, ctx.budget.config(seed), step_fn=step, progress=False)
+    return Trained(model, *clock.read(), step.picks, ctx.budget.steps, vectors["test"])
+
+
+def _shards(ctx: Context) -> int:
+    return 2 if ctx.budget.batch_size % 2 == 0 else 1  # two simulated workers, as in notebook 05
+
+
+def run_rocketqa_hard(ctx: Context, seed: int) -> Trained:
+    """RocketQA's ablation: cross-batch negatives + a hard negative from the top-10, *not* denoised."""
+    return train_from_warmup(ctx, seed, uniform_from_pool(ctx.warmup_pool, n=1, depth=ROCKETQA_DEPTH),
+                     cross_batch_step(_shards(ctx)))
+
+
+def run_rocketqa_denoised(ctx: Context, seed: int) -> Trained:
+    """RocketQA: the same, keeping only candidates the cross-encoder scores below 0.1."""
+    strategy = denoised_from_pool(ctx.warmup_pool, ctx.ce_probabilities, n=1, threshold=ROCKETQA_THRESHOLD)
+    return train_from_warmup(ctx, seed, strategy, cross_batch_step(_shards(ctx)))
+
+
+def run_ar2(ctx: Context, seed: int) -> Trained:
+    """AR2: ranker and retriever alternate on groups from the retriever's refreshed top-10."""
+    b, pool, start, ranker = ctx.budget, ctx.warmup_pool, ctx.warmup, ctx.ranker
+    qids = [q for q in pool.qids if len(pool.candidates(q)[0]) >= AR2_NEGATIVES]
+    universe = candidate_universe(pool, ctx.data, qids, AR2_UNIVERSE)
+    iterations = min(2, b.steps)  # a refresh before each iteration
+    per = b.steps // iterations
+    config = AR2Config(iterations=iterations, ranker_steps=max(1, per // 3), retriever_steps=per,
+                       batch_size=b.batch_size, negatives=AR2_NEGATIVES, depth=AR2_DEPTH, tau=b.tau,
+                       retriever_lr=b.lr, seed=seed)
+    retriever, ranker, picks = ctx.fresh(start), copy.deepcopy(ranker), []
+    clock = Clock()
+    train_ar2(retriever, ranker, ctx.data, qids, universe, config, progress=False, picks=picks)
+    return Trained(retriever, *clock.read(), picks, iterations * per,
+                   extra={"ranker_steps": iterations * config.ranker_steps})
+
+
+def run_simans(ctx: Context, seed: int) -> Trained:
+    """SimANS: one negative sampled near the positive's score from the warm-up pool (NQ kernel)."""
+    tau = ctx.budget.tau  # notebook 07: the NQ script's a=0.5, b=1 moved from dot products to cosines/τ
+    return train_from_warmup(ctx, seed, simans_negatives(ctx.warmup_pool, n=1, a=0.5 / tau ** 2, b=1.0 * tau,
+                                                 depth=ctx.budget.depth, kernel="gaussian-code"))
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    title: str
+    paper: str
+    start: str  # the model it fine-tunes
+    train: Callable[[Context, int], Trained]
+    paper_mrr10: float | None  # MS MARCO passage dev MRR@10 reported for it (METHODS C3, A5)
+
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
+    Strategy("inbatch", "DPR in-batch", "Karpukhin et al. 2020", "warm-up", run_inbatch, 0.264),
+    Strategy("bm25", "DPR + BM25 negative", "Karpukhin et al. 2020", "warm-up", run_bm25, 0.299),
+    Strategy("star", "STAR", "Zhan et al. 2021", "warm-up", run_star, 0.340),
+    Strategy("ance", "ANCE", "Xiong et al. 2021", "warm-up", run_ance, 0.330),
+    Strategy("adore", "ADORE + STAR", "Zhan et al. 2021", "STAR", run_adore, 0.347),
+    Strategy("rocketqa-hard", "RocketQA hard, not denoised", "Qu et al. 2021", "warm-up", run_rocketqa_hard,
+             0.260),
+    Strategy("rocketqa-denoised", "RocketQA denoised", "Qu et al. 2021", "warm-up", run_rocketqa_denoised,
+             0.364),
+    Strategy("ar2", "AR2", "Zhang et al. 2022", "warm-up", run_ar2, 0.395),
+    Strategy("simans", "SimANS", "Zhou et al. 2022", "warm-up", run_simans, 0.409),
+]}
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
+@dataclass
+class Result:
+    strategy: str
+    seed: int | None  # None for a reference row (no training)
+    metrics: dict[str, float]  # test MEASURES
+    run: dict[str, dict[str, float]]  # test top-20 per query, for paired comparisons
+    fn_rate: float | None  # hidden positives among the negatives trained on; None = no extra negative
+    negatives: int  # how many extra negatives it trained on
+    train_seconds: float  # wall
+    eval_seconds: float
+    steps: int
+    start: str
+    extra: dict = field(default_factory=dict)
+    train_cpu_seconds: float = 0.0  # CPU time of training, all threads: robust to other jobs
+
+
+def false_negative_rate(picks: list[tuple[str, list[str]]], data: RetrievalData) -> float:
+    """``RecordingStrategy.false_negative_rate`` of picks recorded elsewhere (ADORE's lists, AR2's groups)."""
+    recorder = RecordingStrategy(no_negatives)
+    recorder.picks = list(picks)
+    return recorder.false_negative_rate(data)
+
+
+def evaluate(ctx: Context, model: BiEncoder,
+             passage_vectors: np.ndarray | None = None) -> tuple[dict, dict, float]:
+    """(test metrics, test run at depth 20, seconds) of a bi-encoder."""
+    started = time.perf_counter()
+    run = dense_run(model, ctx.data, "test", k=20, passage_vectors=passage_vectors, progress=False)
+    return evaluate_run(run, ctx.data, "test", MEASURES), run, time.perf_counter() - started
+
+
+def run_strategy(name: str, data: RetrievalData, budget: LeaderboardBudget, seed: int, *,
+                 context: Context | None = None) -> Result:
+    """Train strategy ``name`` on ``budget`` with ``seed`` and measure it on the test split.
+
+    ``context`` shares the artifacts of earlier calls; it must have been made from ``data`` and ``budget``.
+    """
+    spec = get_strategy(name)
+    if context is not None and context.budget != budget:
+        raise ValueError("the context was built for another budget")
+    ctx = context or Context(data, budget)
+    trained = spec.train(ctx, seed)
+    metrics, run, eval_seconds = evaluate(ctx, trained.model, trained.test_vectors)
+    negatives = sum(len(negs) for _, negs in trained.picks or [])
+    fn_rate = false_negative_rate(trained.picks, ctx.data) if negatives else None  # None: no extra negative
+    return Result(name, seed, metrics, run, fn_rate, negatives, trained.seconds, eval_seconds, trained.steps,
+                  spec.start, trained.extra, trained.cpu_seconds)

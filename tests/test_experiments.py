@@ -1,0 +1,131 @@
+"""The leaderboard (retrlab.leaderboard): registry, budgets, measurements, comparisons, JSON + plot.
+
+Everything runs on the hand-made toy data with tiny random models in place of MiniLM (the same
+monkeypatch as tests/test_artifacts.py), so the artifacts go through the real cached builders.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from retrlab.artifacts import Budget
+from retrlab.encoders import BiEncoder, CrossEncoder
+from retrlab.leaderboard import (DEFAULT, FULL, SMOKE, STRATEGIES, Leaderboard, LeaderboardBudget, Result,
+                                 get_strategy, preset, run_leaderboard, run_strategy)
+from retrlab.rerank import CrossEncoderBudget
+from tests.conftest import make_tiny_cross_encoder, make_toy_data
+
+TOY = LeaderboardBudget(steps=2, batch_size=4, max_length=32, depth=9, warmup=Budget(1, 2, 32),
+                        star=Budget(1, 2, 32), cross_encoder=CrossEncoderBudget(
+                            steps=1, batch_size=2, negatives=1, max_length=48, depth=5, eval_queries=2, eval_depth=3))
+
+
+def use_tiny_models(monkeypatch, home) -> None:
+    monkeypatch.setenv("RETRLAB_HOME", str(home))
+    monkeypatch.setattr(BiEncoder, "minilm", classmethod(lambda cls, **kw: BiEncoder.tiny(**kw)))
+    monkeypatch.setattr(CrossEncoder, "minilm", classmethod(lambda cls, **kw: make_tiny_cross_encoder()))
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory) -> Leaderboard:
+    with pytest.MonkeyPatch.context() as mp:
+        use_tiny_models(mp, tmp_path_factory.mktemp("home"))
+        return run_leaderboard(make_toy_data(), TOY, seeds=(0, 1), progress=False)
+
+
+def test_unknown_strategy_names_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown strategy 'dpr'; choose one of: inbatch, bm25, star") as err:
+        get_strategy("dpr")
+    assert all(name in str(err.value) for name in STRATEGIES)
+    with pytest.raises(ValueError, match="unknown strategy"):  # before any training starts
+        run_leaderboard(make_toy_data(), TOY, ["star", "nope"], progress=False)
+
+
+def test_budgets_validate_and_narrow_the_data(toy_data):
+    assert preset() is DEFAULT and preset(smoke=True) is SMOKE and preset(full=True) is FULL
+    with pytest.raises(ValueError, match="choose smoke or full"):
+        preset(smoke=True, full=True)
+    with pytest.raises(ValueError, match="LeaderboardBudget.steps must be an integer >= 1, got 0"):
+        dataclasses.replace(TOY, steps=0)
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        dataclasses.replace(TOY, batch_size=1)
+    with pytest.raises(ValueError, match="test_queries"):
+        dataclasses.replace(TOY, test_queries=0)
+    narrow = dataclasses.replace(TOY, train_queries=2).narrow(toy_data)
+    assert narrow.qids("train") == toy_data.qids("train")[:2] == ["q0", "q1"]  # both Cats sections
+    assert narrow.search_pids("train") == ["c1", "c2", "c3", "c4", "c5"]  # the corpus shrinks to their article
+    assert TOY.narrow(toy_data) is toy_data
+    assert LeaderboardBudget.from_dict(DEFAULT.to_dict()) == DEFAULT
+    assert TOY.config(7).seed == 7 and TOY.config(7).steps == 2
+
+
+def test_same_seed_gives_identical_metrics(toy_data, tmp_path, monkeypatch):
+    use_tiny_models(monkeypatch, tmp_path)
+    first = run_strategy("star", toy_data, TOY, seed=3)
+    again = run_strategy("star", toy_data, TOY, seed=3)  # a new context: artifacts loaded from the cache
+    assert first.metrics == again.metrics and first.run == again.run
+    assert first.fn_rate == again.fn_rate and first.negatives == again.negatives == 2 * 4
+
+
+def test_every_strategy_runs_and_records_its_negatives(board):
+    assert board.strategies() == list(STRATEGIES) and board.seeds() == [0, 1]
+    for r in board.results:
+        assert set(r.metrics) == {"MRR@10", "R@20", "nDCG@10"} and set(r.run) == {"q4", "q5"}
+        assert all(0.0 <= v <= 1.0 for v in r.metrics.values()) and r.train_seconds > 0 < r.train_cpu_seconds
+        if r.strategy == "inbatch":
+            assert r.fn_rate is None and r.negatives == 0
+        elif r.strategy == "ar2":  # 2 iterations x 1 retriever step x 4 queries x 3 negatives
+            assert (r.steps, r.negatives, r.extra["ranker_steps"]) == (2, 2 * 4 * 3, 2)
+        elif r.strategy == "rocketqa-denoised":  # the untrained ranker vetoes every candidate (p ~ 0.5 > 0.1)
+            assert r.negatives == 0 and r.fn_rate is None  # and the toy pool has no rank > 10 to refill from
+        elif r.strategy != "adore":  # one extra negative per query per step
+            assert r.negatives == TOY.steps * TOY.batch_size and r.fn_rate in {k / 8 for k in range(9)}
+    assert [r.strategy for r in board.references] == ["warm-up (start)", "STAR (ADORE's start)", "BM25"]
+    assert {"warm-up retriever", "warm-up pool", "STAR model", "cross-encoder", "cross-encoder scores"} <= set(
+        board.prep_seconds)
+
+
+def test_adore_false_negative_rate_is_exact(board):
+    # k = 9 = the whole toy train corpus: each query's list holds its 8 unlabelled passages, of which
+    # Cats/Diet has 2 hidden positives and the other three queries 1 each -> 5 of 32 per step
+    for r in board.rows("adore"):
+        assert r.negatives == TOY.steps * 32 and r.fn_rate == 5 / 32 and r.start == "STAR"
+
+
+def test_table_comparisons_and_json_round_trip(board, tmp_path):
+    table = board.table()
+    assert table.splitlines()[0].split()[:3] == ["strategy", "start", "MRR@10"]
+    for name in STRATEGIES:
+        assert STRATEGIES[name].title in table
+    assert "±" in table and "warm-up (start)" in table and "BM25" in table
+    json_path, png = board.save(tmp_path / "out")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    back = Leaderboard.load(tmp_path / "out")
+    assert back.table() == table and back.budget == TOY and back.results[3].run == board.results[3].run
+    comparison, robust, text = back.compare("star", "warm-up (start)")
+    assert comparison.measure == "MRR@10" and text.startswith(("STAR", "warm-up"))
+
+
+def fake(name: str, seed: int | None, scores: list[float]) -> Result:
+    """A result whose run puts the relevant passage 'd' at rank 1 (score 1) or out of the top 10 (0)."""
+    run = {f"q{i}": ({"d": 2.0, "x": 1.0} if s == 1 else {f"x{j}": 20.0 - j for j in range(11)} | {"d": 0.0})
+           for i, s in enumerate(scores)}
+    return Result(name, seed, {"MRR@10": float(np.mean(scores))}, run, None, 0, 1.0, 0.0, 1, "warm-up")
+
+
+def test_compare_needs_the_bootstrap_and_the_seed_spread():
+    qrels = {f"q{i}": {"d": 1} for i in range(40)}
+    strong, weak = [1] * 30 + [0] * 10, [1] * 10 + [0] * 30
+    steady = Leaderboard(TOY, [fake("star", 0, strong), fake("star", 1, strong),
+                               fake("inbatch", 0, weak), fake("inbatch", 1, weak)], qrels=qrels)
+    comparison, robust, text = steady.compare("star", "inbatch")
+    assert comparison.difference == pytest.approx(0.5) and robust and text.startswith("STAR beats DPR in-batch")
+    noisy = Leaderboard(TOY, [fake("star", 0, strong), fake("star", 1, weak),
+                              fake("inbatch", 0, weak), fake("inbatch", 1, [1] * 9 + [0] * 31)], qrels=qrels)
+    comparison, robust, text = noisy.compare("star", "inbatch")
+    # seed-averaged gap 0.2625 survives the bootstrap over queries, but one seed of STAR scored 0.25:
+    assert comparison.significant and not robust and "within the seed spread" in text
+    tie = Leaderboard(TOY, [fake("star", 0, weak), fake("inbatch", 0, weak)], qrels=qrels)
+    assert "within noise" in tie.compare("star", "inbatch")[2]
