@@ -11,6 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model comes from an installed package
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import torch  # noqa: E402
 from retrlab.data.dataset import RetrievalData  # noqa: E402
 from retrlab.encoders import BiEncoder  # noqa: E402
 
@@ -32,6 +33,23 @@ def _loopback_only_connect(sock: socket.socket, address) -> None:
 
 socket.socket.connect = _loopback_only_connect
 from retrlab.encoders import BiEncoder  # noqa: E402
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run faster on one thread, and far faster when the cores are shared
+    (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty cache folder of the test's own."""
+    monkeypatch.setenv("RETRLAB_HOME", str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

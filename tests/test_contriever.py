@@ -21,12 +21,7 @@ TINY = TinyConfig(vocab_size=200, layers=1, hidden=16, heads=2, query_max_length
 SMALL = ContrieverConfig(queue_size=8, probe_size=4, probe_every=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ScriptedRng:

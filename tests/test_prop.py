@@ -82,14 +82,6 @@ def test_rop_loss_exact():
     assert rop_loss(pos, neg).item() == pytest.approx(expected)
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: far faster on one thread when cores are shared
-    yield
-    torch.set_num_threads(before)
-
-
 def test_pretrain_rop_and_attention_terms_on_a_tiny_model(toy_data, one_thread):
     from retrlab.pretraining.bench import PretrainConfig, TinyConfig, corpus_texts, train_wordpiece
     from retrlab.pretraining.prop import cls_attention_terms, pretrain_rop, reranker_from

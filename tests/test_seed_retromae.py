@@ -13,18 +13,9 @@ TINY = TinyConfig(vocab_size=200, layers=1, hidden=16, heads=2, query_max_length
                   pooling="cls")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("RETRLAB_HOME", str(tmp_path))
-    return tmp_path
 
 
 @pytest.fixture
