@@ -46,10 +46,10 @@ class Budget:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=lr, tau=0.05, seed=self.seed)
 
 
-# default: ~30 s (warm-up) / ~20 s (STAR) of training on 2 CPU cores; smoke: a few seconds each.
+# default: ~30 s (warm-up) / ~15 s (STAR) of training on 2 CPU cores; smoke: a few seconds each.
 # STAR's budget is also the per-variant budget of notebooks 02 and 03 (kept small: 02 trains four)
 WARMUP_BUDGET = {False: Budget(steps=20, batch_size=16, max_length=64), True: Budget(2, 4, 48)}
-STAR_BUDGET = {False: Budget(steps=20, batch_size=8, max_length=64), True: Budget(3, 4, 48)}
+STAR_BUDGET = {False: Budget(steps=16, batch_size=8, max_length=64), True: Budget(3, 4, 48)}
 BM25_DEPTH = 10  # the warm-up's BM25 negative is drawn from BM25's top-10, as in notebook 01
 
 

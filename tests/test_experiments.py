@@ -85,6 +85,8 @@ def test_every_strategy_runs_and_records_its_negatives(board):
     assert [r.strategy for r in board.references] == ["warm-up (start)", "STAR (ADORE's start)", "BM25"]
     assert {"warm-up retriever", "warm-up pool", "STAR model", "cross-encoder", "cross-encoder scores"} <= set(
         board.prep_seconds)
+    assert board.notes["denoising keeps"] == 0.0  # as the rocketqa-denoised rows said: every candidate vetoed
+    assert set(board.notes["cross-encoder report"]) >= {"first_stage", "reranked", "accuracy"}
 
 
 def test_adore_false_negative_rate_is_exact(board):
@@ -104,6 +106,7 @@ def test_table_comparisons_and_json_round_trip(board, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
     back = Leaderboard.load(tmp_path / "out")
     assert back.table() == table and back.budget == TOY and back.results[3].run == board.results[3].run
+    assert back.notes == board.notes
     comparison, robust, text = back.compare("star", "warm-up (start)")
     assert comparison.measure == "MRR@10" and text.startswith(("STAR", "warm-up"))
 

@@ -38,6 +38,7 @@ class Leaderboard:
     prep_seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)  # the test ground truth graded against
+    notes: dict = field(default_factory=dict)  # the cross-encoder's report, RocketQA's kept share
 
     # --- views ---------------------------------------------------------------------------------
     def strategies(self) -> list[str]:
@@ -109,13 +110,13 @@ class Leaderboard:
     def to_dict(self) -> dict:
         return {"budget": self.budget.to_dict(), "results": [asdict(r) for r in self.results],
                 "references": [asdict(r) for r in self.references], "prep_seconds": self.prep_seconds,
-                "wall_seconds": self.wall_seconds, "qrels": self.qrels}
+                "wall_seconds": self.wall_seconds, "qrels": self.qrels, "notes": self.notes}
 
     @classmethod
     def from_dict(cls, raw: dict) -> Leaderboard:
         return cls(LeaderboardBudget.from_dict(raw["budget"]), [Result(**r) for r in raw["results"]],
                    [Result(**r) for r in raw["references"]], raw["prep_seconds"], raw["wall_seconds"],
-                   raw["qrels"])
+                   raw["qrels"], raw.get("notes", {}))
 
     def save(self, folder: str | Path, measure: str = "MRR@10") -> tuple[Path, Path]:
         """Write ``results.json`` and ``leaderboard.png`` into ``folder`` (each atomically)."""
@@ -180,7 +181,7 @@ def run_leaderboard(data: RetrievalData, budget: LeaderboardBudget, strategies: 
     bar.close()
     references = reference_results(ctx, names)
     return Leaderboard(budget, results, references, dict(ctx.prep_seconds), time.perf_counter() - started,
-                       split_qrels(ctx.data, "test"))
+                       split_qrels(ctx.data, "test"), ctx.ranker_notes())
 
 
 def plot_leaderboard(board: Leaderboard, measure: str = "MRR@10"):

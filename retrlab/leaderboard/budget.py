@@ -6,15 +6,19 @@ the data the run sees — the first N training / test queries, the corpus shrink
 articles (``RetrievalData.subset``) — and the budgets of the shared artifacts it builds (warm-up
 retriever, STAR model, cross-encoder; ``retrlab.artifacts``, ``retrlab.rerank``).
 
-Presets (measured costs in ``notebooks/14_leaderboard.ipynb`` and the CLI's ``--help``):
+Presets (CPU seconds measured with one thread on the shared 2-core machine, from an empty cache):
 
-* ``SMOKE`` — seconds; proves the code runs, says nothing about the methods.
-* ``DEFAULT`` — the 5-minute classroom run on 2 CPU cores, *from an empty cache*: 100 training
-  queries, 120 test queries, 10 steps of batch 8 per strategy, passages at 48 tokens, and
-  small artifacts of its own. About a minute of it builds the shared artifacts, the rest is 9
-  strategies × 2 seeds. Expect most gaps to be within noise at this size.
+* ``SMOKE`` — proves the code runs (≈ 110 CPU-s for 9 strategies × 2 seeds, ≈ 60 with one seed);
+  says nothing about the methods.
+* ``DEFAULT`` — the classroom run, ≤ 5 minutes on 2 cores *from an empty cache*: the first 100
+  training queries (~290 passages), the first 120 test queries (~270 passages), 8 steps of batch 8
+  per strategy at 48 tokens, and small artifacts of its own (warm-up and STAR 10 × 8, a
+  cross-encoder of 16 × 16 pairs). Measured at 10 steps / 12-step artifacts: 644 CPU-s, of which
+  154 build the shared artifacts, 375 train (AR2 alone 117) and 115 evaluate; one thread on a loaded
+  machine costs ≈ 2.4–2.7× the wall time of two free cores. At this size the cross-encoder has
+  learned only the class prior, and most gaps are within noise.
 * ``FULL`` — all of wiki-car, 60 steps of batch 16 at 64 tokens, the notebooks' own artifacts
-  (the cache of notebooks 02–06 is reused): ~30–40 minutes on 2 cores, minutes on a GPU.
+  (the cache of notebooks 02–06 is reused): about an hour on 2 cores (estimated), minutes on a GPU.
 """
 from __future__ import annotations
 
@@ -79,8 +83,8 @@ class LeaderboardBudget:
 SMOKE = LeaderboardBudget(steps=2, batch_size=4, max_length=32, depth=10, train_queries=24, test_queries=30,
                           dev_queries=20, smoke=True)  # artifacts: their own smoke budgets
 DEFAULT = LeaderboardBudget(
-    steps=10, batch_size=8, max_length=48, depth=30, train_queries=100, test_queries=120, dev_queries=40,
-    warmup=Budget(steps=12, batch_size=8, max_length=48), star=Budget(steps=12, batch_size=8, max_length=48),
+    steps=8, batch_size=8, max_length=48, depth=30, train_queries=100, test_queries=120, dev_queries=40,
+    warmup=Budget(steps=10, batch_size=8, max_length=48), star=Budget(steps=10, batch_size=8, max_length=48),
     cross_encoder=CrossEncoderBudget(steps=16, batch_size=4, negatives=3, max_length=64, eval_queries=20))
 FULL = LeaderboardBudget(steps=60, batch_size=16, max_length=64, depth=200)  # notebooks 02-06's artifacts
 

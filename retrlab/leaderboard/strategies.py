@@ -35,12 +35,12 @@ from retrlab.leaderboard.budget import LeaderboardBudget
 from retrlab.negatives.adore import AdoreStep, freeze_passage_tower
 from retrlab.negatives.ance import AnceNegatives
 from retrlab.negatives.ar2 import AR2Config, candidate_universe, train_ar2
-from retrlab.negatives.denoise import denoised_from_pool
+from retrlab.negatives.denoise import denoised_from_pool, keep_as_negative
 from retrlab.negatives.simans import simans_negatives
 from retrlab.negatives.static import star_step, static_hard_negatives, train_star
 from retrlab.negatives.uniform import RecordingStrategy, uniform_from_pool
 from retrlab.pool import CandidatePool, bm25_pool
-from retrlab.rerank import cross_encoder, score_candidates
+from retrlab.rerank import cross_encoder, cross_encoder_report, score_candidates
 from retrlab.train import Hook, no_negatives, train
 
 MEASURES = ("MRR@10", "R@20", "nDCG@10")
@@ -114,6 +114,18 @@ class Context:
         candidates = [pool.candidates(q)[0][:ROCKETQA_DEPTH] for q in qids]
         return self._get("cross-encoder scores", lambda: dict(zip(qids, score_candidates(
             ranker, self.data, qids, candidates, progress=False))))
+
+    def ranker_notes(self) -> dict:
+        """How good the cross-encoder was (its dev re-ranking report) and the share of scored
+        candidates RocketQA's filter kept as negatives; empty when no strategy needed it."""
+        b, notes = self.budget, {}
+        if "cross-encoder" in self._built:
+            notes["cross-encoder report"] = cross_encoder_report(self.data, smoke=b.smoke, budget=b.cross_encoder,
+                                                                 warmup=b.warmup)
+        if "cross-encoder scores" in self._built:
+            probs = np.concatenate(list(self.ce_probabilities.values()))
+            notes["denoising keeps"] = float(keep_as_negative(probs, ROCKETQA_THRESHOLD).mean())
+        return notes
 
     def fresh(self, model: BiEncoder) -> BiEncoder:
         """A trainable copy of ``model`` reading passages at the budget's max length."""
