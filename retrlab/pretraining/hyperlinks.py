@@ -103,7 +103,7 @@ def mixed_task(data: RetrievalData, tasks: Sequence[str] = ("ict", "bfs", "wlp")
 
     def task(rng: random.Random, batch_size: int) -> tuple[list[str], list[str]]:
         kinds = [rng.choice(list(tasks)) for _ in range(batch_size)]
-        drawn = {k: rng.sample(pools[k], min(kinds.count(k), len(pools[k]))) for k in set(kinds)}
+        drawn = {k: rng.sample(pools[k], min(kinds.count(k), len(pools[k]))) for k in sorted(set(kinds))}
         queries, passages = [], []
         for kind in sorted(drawn):  # sorted: the same seed gives the same batch
             for item in drawn[kind]:
