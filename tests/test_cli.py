@@ -61,7 +61,8 @@ def test_notebooks_command_runs_a_notebook_into_html(tmp_path, capsys):
 def test_run_rejects_an_unknown_strategy_listing_the_valid_ones(capsys):
     assert main(["run", "dpr"]) == 2
     err = capsys.readouterr().err
-    assert "unknown strategy 'dpr'; choose one of: inbatch, bm25, star, ance, adore" in err and "simans" in err
+    assert "unknown strategy 'dpr'; choose one of: inbatch, bm25, star, ance, adore" in err
+    assert "simans" in err
     assert main(["leaderboard", "--strategies", "star", "nope"]) == 2
     assert "unknown strategy 'nope'" in capsys.readouterr().err
 
@@ -70,7 +71,7 @@ def test_leaderboard_and_run_print_a_table_and_save_json_and_plot(tmp_path, monk
     from retrlab.leaderboard import Leaderboard
     from tests.test_experiments import use_tiny_models
 
-    use_tiny_models(monkeypatch, tmp_path / "home")  # tiny random models on the toy data: seconds, not minutes
+    use_tiny_models(monkeypatch, tmp_path / "home")  # tiny random models on the toy data: seconds
     monkeypatch.setattr("retrlab.data.load_wikicar", lambda seed=0: make_toy_data())
     assert main(["leaderboard", "--smoke", "--strategies", "inbatch", "star", "--seeds", "0", "1",
                  "--steps", "1", "--out", str(tmp_path / "board")]) == 0
@@ -79,7 +80,8 @@ def test_leaderboard_and_run_print_a_table_and_save_json_and_plot(tmp_path, monk
     board = Leaderboard.load(tmp_path / "board")
     assert (board.budget.steps, board.seeds(), board.strategies()) == (1, [0, 1], ["inbatch", "star"])
     assert (tmp_path / "board" / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
-    assert main(["run", "simans", "--smoke", "--seed", "3", "--batch-size", "2", "--out", str(tmp_path / "one")]) == 0
+    args = ["run", "simans", "--smoke", "--seed", "3", "--batch-size", "2", "--out", str(tmp_path / "one")]
+    assert main(args) == 0
     one = Leaderboard.load(tmp_path / "one")
     assert [(r.strategy, r.seed) for r in one.results] == [("simans", 3)] and one.budget.batch_size == 2
     assert one.results[0].negatives == 2 * 2  # smoke: 2 steps x 2 queries x 1 SimANS negative

@@ -17,9 +17,10 @@ from retrlab.leaderboard import (DEFAULT, FULL, SMOKE, STRATEGIES, Leaderboard, 
 from retrlab.rerank import CrossEncoderBudget
 from tests.conftest import make_tiny_cross_encoder, make_toy_data
 
+TINY_CE = CrossEncoderBudget(steps=1, batch_size=2, negatives=1, max_length=48, depth=5, eval_queries=2,
+                             eval_depth=3)
 TOY = LeaderboardBudget(steps=2, batch_size=4, max_length=32, depth=9, warmup=Budget(1, 2, 32),
-                        star=Budget(1, 2, 32), cross_encoder=CrossEncoderBudget(
-                            steps=1, batch_size=2, negatives=1, max_length=48, depth=5, eval_queries=2, eval_depth=3))
+                        star=Budget(1, 2, 32), cross_encoder=TINY_CE)
 
 
 def use_tiny_models(monkeypatch, home) -> None:
@@ -55,7 +56,7 @@ def test_budgets_validate_and_narrow_the_data(toy_data):
         dataclasses.replace(TOY, test_queries=0)
     narrow = dataclasses.replace(TOY, train_queries=2).narrow(toy_data)
     assert narrow.qids("train") == toy_data.qids("train")[:2] == ["q0", "q1"]  # both Cats sections
-    assert narrow.search_pids("train") == ["c1", "c2", "c3", "c4", "c5"]  # the corpus shrinks to their article
+    assert narrow.search_pids("train") == ["c1", "c2", "c3", "c4", "c5"]  # the corpus shrinks to the article
     assert TOY.narrow(toy_data) is toy_data
     assert LeaderboardBudget.from_dict(DEFAULT.to_dict()) == DEFAULT
     assert TOY.config(7).seed == 7 and TOY.config(7).steps == 2
@@ -83,8 +84,8 @@ def test_every_strategy_runs_and_records_its_negatives(board):
         elif r.strategy != "adore":  # one extra negative per query per step
             assert r.negatives == TOY.steps * TOY.batch_size and r.fn_rate in {k / 8 for k in range(9)}
     assert [r.strategy for r in board.references] == ["warm-up (start)", "STAR (ADORE's start)", "BM25"]
-    assert {"warm-up retriever", "warm-up pool", "STAR model", "cross-encoder", "cross-encoder scores"} <= set(
-        board.prep_seconds)
+    built = {"warm-up retriever", "warm-up pool", "STAR model", "cross-encoder", "cross-encoder scores"}
+    assert built <= set(board.prep_seconds)
     assert board.notes["denoising keeps"] == 0.0  # as the rocketqa-denoised rows said: every candidate vetoed
     assert set(board.notes["cross-encoder report"]) >= {"first_stage", "reranked", "accuracy"}
 
@@ -124,7 +125,8 @@ def test_compare_needs_the_bootstrap_and_the_seed_spread():
     steady = Leaderboard(TOY, [fake("star", 0, strong), fake("star", 1, strong),
                                fake("inbatch", 0, weak), fake("inbatch", 1, weak)], qrels=qrels)
     comparison, robust, text = steady.compare("star", "inbatch")
-    assert comparison.difference == pytest.approx(0.5) and robust and text.startswith("STAR beats DPR in-batch")
+    assert comparison.difference == pytest.approx(0.5) and robust
+    assert text.startswith("STAR beats DPR in-batch")
     noisy = Leaderboard(TOY, [fake("star", 0, strong), fake("star", 1, weak),
                               fake("inbatch", 0, weak), fake("inbatch", 1, [1] * 9 + [0] * 31)], qrels=qrels)
     comparison, robust, text = noisy.compare("star", "inbatch")

@@ -208,8 +208,7 @@ def plot_leaderboard(board: Leaderboard, measure: str = "MRR@10"):
     left.set_yticks(range(len(names)), [_title(n) for n in names])
     left.set_xlabel(f"test {measure} (squares: mean ± std over seeds {board.seeds()}; dots: each seed)")
     left.legend(fontsize=7, loc="best")
-    right.set_xscale("log")
-    right.set_xlabel("training CPU seconds (mean over seeds, log scale)")
+    right.set_xlabel("training CPU seconds (mean over seeds)")
     right.set_ylabel(f"mean test {measure}")
     b = board.budget
     fig.suptitle(f"{len(board.seeds())} seeds · {b.steps} steps × batch {b.batch_size} · "

@@ -6,16 +6,16 @@ the data the run sees — the first N training / test queries, the corpus shrink
 articles (``RetrievalData.subset``) — and the budgets of the shared artifacts it builds (warm-up
 retriever, STAR model, cross-encoder; ``retrlab.artifacts``, ``retrlab.rerank``).
 
-Presets (CPU seconds measured with one thread on the shared 2-core machine, from an empty cache):
+Presets (CPU seconds measured with one thread on the shared 2-core machine, from an empty cache;
+one loaded thread costs ≈ 2.4–2.7× the wall time of two free cores):
 
-* ``SMOKE`` — proves the code runs (≈ 110 CPU-s for 9 strategies × 2 seeds, ≈ 60 with one seed);
-  says nothing about the methods.
+* ``SMOKE`` — proves the code runs (notebook 14 with one seed: ≈ 94 CPU-s including the data
+  build); says nothing about the methods.
 * ``DEFAULT`` — the classroom run, ≤ 5 minutes on 2 cores *from an empty cache*: the first 100
   training queries (~290 passages), the first 120 test queries (~270 passages), 8 steps of batch 8
   per strategy at 48 tokens, and small artifacts of its own (warm-up and STAR 10 × 8, a
-  cross-encoder of 16 × 16 pairs). Measured at 10 steps / 12-step artifacts: 644 CPU-s, of which
-  154 build the shared artifacts, 375 train (AR2 alone 117) and 115 evaluate; one thread on a loaded
-  machine costs ≈ 2.4–2.7× the wall time of two free cores. At this size the cross-encoder has
+  cross-encoder of 16 × 16 pairs). Notebook 14 on it: ≈ 523 CPU-s in all (≈ 110 build the shared
+  artifacts, ≈ 285 train — AR2 alone 84 — and ≈ 110 evaluate). At this size the cross-encoder has
   learned only the class prior, and most gaps are within noise.
 * ``FULL`` — all of wiki-car, 60 steps of batch 16 at 64 tokens, the notebooks' own artifacts
   (the cache of notebooks 02–06 is reused): about an hour on 2 cores (estimated), minutes on a GPU.

@@ -120,8 +120,8 @@ class Context:
         candidates RocketQA's filter kept as negatives; empty when no strategy needed it."""
         b, notes = self.budget, {}
         if "cross-encoder" in self._built:
-            notes["cross-encoder report"] = cross_encoder_report(self.data, smoke=b.smoke, budget=b.cross_encoder,
-                                                                 warmup=b.warmup)
+            notes["cross-encoder report"] = cross_encoder_report(
+                self.data, smoke=b.smoke, budget=b.cross_encoder, warmup=b.warmup)
         if "cross-encoder scores" in self._built:
             probs = np.concatenate(list(self.ce_probabilities.values()))
             notes["denoising keeps"] = float(keep_as_negative(probs, ROCKETQA_THRESHOLD).mean())
