@@ -275,6 +275,15 @@ class Checkpoint:
     state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def saved_module_state(checkpoint: Checkpoint, prefix: str, method: str) -> dict[str, torch.Tensor]:
+    """The tensors a method saved in ``checkpoint.state`` under ``prefix`` (e.g. ``"decoder."``),
+    with the prefix removed: ready for ``module.load_state_dict``."""
+    state = {k.removeprefix(prefix): v for k, v in checkpoint.state.items() if k.startswith(prefix)}
+    if not state:
+        raise ValueError(f"this checkpoint holds no {prefix.rstrip('.')} (not a {method} checkpoint)")
+    return state
+
+
 def checkpoint_name(method: str, steps: int, seed: int, tokenizer, tiny: TinyConfig = TinyConfig(),
                     smoke: bool = False) -> str:
     """Cache key: method, budget, seed, model config and vocabulary (smoke runs apart)."""

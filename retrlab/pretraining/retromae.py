@@ -37,7 +37,7 @@ from transformers import BertConfig, BertForMaskedLM
 from transformers.models.bert.modeling_bert import BertIntermediate, BertOutput, BertSelfOutput
 
 from retrlab.pretraining.bench import (Checkpoint, PretrainConfig, TinyConfig, cached_pretraining, new_mlm,
-                                       pretrain)
+                                       pretrain, saved_module_state)
 from retrlab.pretraining.seed import PRETRAIN_BATCH, PRETRAIN_LR, TINY_CLS, lm_head_loss
 
 ENCODER_MASK = 0.3  # encoder_mlm_probability
@@ -268,9 +268,7 @@ def pretrain_retromae(tokenizer, texts: list[str], pretrain_config: PretrainConf
 
 def decoder_from(checkpoint: Checkpoint, config: RetroMAEConfig = RetroMAEConfig()) -> RetroMAEDecoder:
     """The trained decoder of a RetroMAE checkpoint (in eval mode)."""
-    state = {k.removeprefix("decoder."): v for k, v in checkpoint.state.items() if k.startswith("decoder.")}
-    if not state:
-        raise ValueError("this checkpoint holds no decoder (not a RetroMAE checkpoint)")
+    state = saved_module_state(checkpoint, "decoder.", "RetroMAE")
     decoder = new_decoder(checkpoint.mlm, config)
     decoder.load_state_dict(state)
     return decoder.eval()

@@ -40,7 +40,7 @@ from torch import nn
 from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
 from retrlab.pretraining.bench import (Checkpoint, PretrainConfig, TinyConfig, cached_pretraining, new_mlm,
-                                       pretrain)
+                                       pretrain, saved_module_state)
 
 TINY_CLS = TinyConfig(pooling="cls")  # these methods train [CLS]: retrieval reads it
 # The cached builders' default budget per step (SEED and RetroMAE): half the bench's batch at twice
@@ -179,9 +179,7 @@ def pretrain_seed(tokenizer, texts: list[str], pretrain_config: PretrainConfig,
 def decoder_from(checkpoint: Checkpoint, config: SeedConfig = SeedConfig(),
                  tiny: TinyConfig = TINY_CLS) -> SeedDecoder:
     """The trained decoder of a SEED checkpoint (in eval mode)."""
-    state = {k.removeprefix("decoder."): v for k, v in checkpoint.state.items() if k.startswith("decoder.")}
-    if not state:
-        raise ValueError("this checkpoint holds no decoder (not a SEED checkpoint)")
+    state = saved_module_state(checkpoint, "decoder.", "SEED")
     decoder = new_decoder(config, tiny)
     decoder.load_state_dict(state)
     return decoder.eval()
