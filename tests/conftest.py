@@ -101,10 +101,10 @@ def toy_data() -> RetrievalData:
     return make_toy_data()
 
 
-def make_tiny_cross_encoder(seed: int = 0, hidden: int = 32):
+def make_tiny_cross_encoder(seed: int = 0, hidden: int = 32, head: str = "classifier"):
     """A one-layer cross-encoder with MiniLM's tokenizer: fast enough for unit tests."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
     from retrlab.encoders import CrossEncoder, minilm_path
 
@@ -112,4 +112,5 @@ def make_tiny_cross_encoder(seed: int = 0, hidden: int = 32):
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=64, num_labels=1)
-    return CrossEncoder(BertForSequenceClassification(config), tokenizer, max_length=48)
+    model = BertForSequenceClassification(config) if head == "classifier" else BertModel(config)
+    return CrossEncoder(model, tokenizer, max_length=48, head=head)

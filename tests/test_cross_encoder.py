@@ -7,7 +7,7 @@ import torch
 from transformers import BertForSequenceClassification
 
 from tests.conftest import make_tiny_cross_encoder
-from retrlab.encoders import CrossEncoder
+from retrlab.encoders import CrossEncoder, segment_means
 from retrlab.pool import CandidatePool
 from retrlab.rerank import (CrossEncoderBudget, cross_encoder_folder, rerank_run, score_candidates,
                             train_cross_encoder)
@@ -17,14 +17,14 @@ PASSAGES = ["Cats eat meat such as mice.", "A river flows downhill to the sea, s
             "Floods happen when rain makes a river overflow."]
 
 
-@pytest.fixture(scope="module")
-def minilm_ce() -> CrossEncoder:
-    return CrossEncoder.minilm(max_length=64)
+@pytest.fixture(scope="module", params=["segment-cosine", "classifier"])
+def minilm_ce(request) -> CrossEncoder:
+    return CrossEncoder.minilm(max_length=64, head=request.param)
 
 
-def test_minilm_cross_encoder_is_a_one_logit_classifier(minilm_ce):
-    assert type(minilm_ce.model).__name__ == "BertForSequenceClassification"
-    assert minilm_ce.model.config.num_labels == 1
+def test_minilm_cross_encoder_gives_one_logit_per_pair(minilm_ce):
+    expected_model = "BertModel" if minilm_ce.head == "segment-cosine" else "BertForSequenceClassification"
+    assert type(minilm_ce.model).__name__ == expected_model
     minilm_ce.eval()
     with torch.no_grad():
         logits = minilm_ce(QUERIES, PASSAGES)
@@ -32,6 +32,30 @@ def test_minilm_cross_encoder_is_a_one_logit_classifier(minilm_ce):
     # predict sorts pairs by length for speed but returns them in input order
     assert np.allclose(minilm_ce.predict(QUERIES, PASSAGES, batch_size=2), logits.numpy(), atol=1e-5)
     assert np.allclose(minilm_ce.predict_proba(QUERIES, PASSAGES), torch.sigmoid(logits).numpy(), atol=1e-6)
+
+
+def test_segment_means_on_hand_made_states():
+    states = torch.tensor([[[1.0, 0.0], [3.0, 2.0], [0.0, 4.0], [2.0, 2.0], [9.0, 9.0]]])  # (1, 5, 2)
+    types = torch.tensor([[0, 0, 1, 1, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0]])  # the last position is padding: ignored
+    query, passage = segment_means(states, types, mask)
+    assert query.tolist() == [[2.0, 1.0]] and passage.tolist() == [[1.0, 3.0]]
+
+
+def test_segment_cosine_logit_is_scaled_cosine_of_one_joint_pass():
+    ce = CrossEncoder.minilm(max_length=64, scale=10.0, offset=0.25).eval()
+    batch = ce.tokenize(QUERIES[:1], PASSAGES[:1])
+    with torch.no_grad():
+        states = ce.model(**batch).last_hidden_state[0]  # (T, H): one pass, query and passage together
+        types = batch["token_type_ids"][0]
+        q, p = states[types == 0].mean(0), states[types == 1].mean(0)
+        expected = 10.0 * (torch.dot(q, p) / (q.norm() * p.norm()) - 0.25)
+        assert ce(QUERIES[:1], PASSAGES[:1]).item() == pytest.approx(expected.item(), abs=1e-4)
+    # the passage changes the query tokens' states: the pair is read jointly, not encoded apart
+    other = ce.tokenize(QUERIES[:1], PASSAGES[1:2])
+    with torch.no_grad():
+        q_other = ce.model(**other).last_hidden_state[0][other["token_type_ids"][0] == 0].mean(0)
+    assert not torch.allclose(q, q_other, atol=1e-3)
 
 
 def test_pairs_are_read_jointly(minilm_ce):
@@ -47,10 +71,27 @@ def test_bad_input(minilm_ce):
         minilm_ce("a query", "a passage")
 
 
+def test_bad_head_settings():
+    with pytest.raises(ValueError, match="unknown cross-encoder head 'max'"):
+        CrossEncoder.minilm(head="max")
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        CrossEncoder.minilm(scale=0.0)
+    ce = CrossEncoder.minilm(max_length=32)
+    batch = ce.tokenize(QUERIES[:1], PASSAGES[:1])
+    del batch["token_type_ids"]
+    with pytest.raises(ValueError, match="needs token_type_ids"):
+        ce.logits(batch)
+
+
 def test_save_and_load_roundtrip(minilm_ce, tmp_path):
+    if minilm_ce.head == "segment-cosine":
+        with torch.no_grad():
+            minilm_ce.offset.fill_(0.3)  # a trained head: its scale and offset must survive the round trip
     minilm_ce.save_pretrained(tmp_path / "ce")
     again = CrossEncoder.from_pretrained(tmp_path / "ce")
-    assert again.max_length == 64
+    assert again.max_length == 64 and again.head == minilm_ce.head
+    if again.head == "segment-cosine":
+        assert again.offset.item() == pytest.approx(0.3) and again.log_scale.item() == pytest.approx(np.log(20.0))
     assert np.allclose(again.predict(QUERIES, PASSAGES), minilm_ce.predict(QUERIES, PASSAGES), atol=1e-5)
 
 
@@ -66,21 +107,27 @@ def tiny_cross_encoder(seed: int = 0) -> CrossEncoder:
     return make_tiny_cross_encoder(seed, hidden=32)
 
 
-def test_minilm_head_is_seeded():
-    a, b = CrossEncoder.minilm(seed=3), CrossEncoder.minilm(seed=3)
+def test_minilm_classifier_head_is_seeded():
+    a, b = CrossEncoder.minilm(seed=3, head="classifier"), CrossEncoder.minilm(seed=3, head="classifier")
     assert torch.equal(a.model.classifier.weight, b.model.classifier.weight)
-    assert not torch.equal(a.model.classifier.weight, CrossEncoder.minilm(seed=4).model.classifier.weight)
+    assert not torch.equal(a.model.classifier.weight,
+                           CrossEncoder.minilm(seed=4, head="classifier").model.classifier.weight)
 
 
-def test_training_separates_positives_and_is_reproducible(toy_data):
-    budget = CrossEncoderBudget(steps=10, batch_size=4, negatives=2, max_length=48, depth=8, lr=1e-3)
+@pytest.mark.parametrize("head", ["classifier", "segment-cosine"])
+def test_training_separates_positives_and_is_reproducible(toy_data, head):
+    budget = CrossEncoderBudget(steps=10, batch_size=4, negatives=2, max_length=48, depth=8, lr=1e-3, head=head)
     results = []
     for _ in range(2):
-        model = tiny_cross_encoder()
+        model = make_tiny_cross_encoder(0, hidden=32, head=head)
+        initial_head = [p.item() for p in model.head_parameters()]
         history = train_cross_encoder(model, toy_data, toy_pool(toy_data), budget, progress=False)
         results.append([r["loss"] for r in history.rows])
     assert results[0] == pytest.approx(results[1], abs=1e-5)  # same seed, same losses
     assert np.mean(results[0][-3:]) < np.mean(results[0][:3])
+    # the segment-cosine head's scale and offset train too (at head_lr); the classifier head has none apart
+    assert len(initial_head) == (2 if head == "segment-cosine" else 0)
+    assert all(abs(p.item() - p0) > 1e-3 for p, p0 in zip(model.head_parameters(), initial_head))
     qids = toy_data.qids("train")
     candidates = [toy_data.positives[q] + [p for p in toy_pool(toy_data).candidates(q)[0]
                                            if p not in toy_data.qrels[q]] for q in qids]

@@ -68,3 +68,25 @@ def test_denoised_strategy_fills_from_below_the_scored_ranks():
     assert strategy("q", random.Random(3)) == strategy("q", random.Random(3))  # same seed, same picks
     with pytest.raises(KeyError, match="no cross-encoder scores"):
         strategy("other", random.Random(0))
+
+
+def test_tune_threshold_exact_values():
+    from retrlab.negatives.denoise import tune_threshold
+
+    p = np.array([0.05, 0.2, 0.3, 0.6, 0.8, 0.95])
+    relevant = np.array([False, False, True, False, True, True])
+    # negatives kept with p < t: below 0.3 none relevant; 0.3 itself is relevant, so t = 0.3 is the largest clean cut
+    assert tune_threshold(p, relevant, 0.0, "negative") == 0.3
+    # allowing 1 relevant in 4 kept: p < 0.8 keeps [0.05, 0.2, 0.3, 0.6], one relevant -> 25%
+    assert tune_threshold(p, relevant, 0.25, "negative") == 0.8
+    # positives pass with p > t: above 0.6 both relevant (100%); above 0.2 three of four; above 0.05 three of five
+    assert tune_threshold(p, relevant, 1.0, "positive") == 0.6
+    assert tune_threshold(p, relevant, 0.65, "positive") == 0.2
+    assert tune_threshold(p, np.zeros(6, bool), 0.5, "positive") == 1.0  # unreachable: pass nothing
+    assert tune_threshold(p, np.ones(6, bool), 0.0, "negative") == 0.0  # every candidate relevant: keep none
+    with pytest.raises(ValueError, match="rule must be"):
+        tune_threshold(p, relevant, 0.5, "both")
+    with pytest.raises(ValueError, match="one relevance flag per probability"):
+        tune_threshold(p, relevant[:3], 0.5, "negative")
+    with pytest.raises(ValueError, match="target is a probability"):
+        tune_threshold(p, relevant, 1.5, "negative")

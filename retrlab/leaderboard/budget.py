@@ -85,7 +85,7 @@ SMOKE = LeaderboardBudget(steps=2, batch_size=4, max_length=32, depth=10, train_
 DEFAULT = LeaderboardBudget(
     steps=8, batch_size=8, max_length=48, depth=30, train_queries=100, test_queries=120, dev_queries=40,
     warmup=Budget(steps=10, batch_size=8, max_length=48), star=Budget(steps=10, batch_size=8, max_length=48),
-    cross_encoder=CrossEncoderBudget(steps=16, batch_size=4, negatives=3, max_length=64, eval_queries=20))
+    cross_encoder=CrossEncoderBudget(steps=24, batch_size=4, negatives=3, max_length=64, lr=1e-4, eval_queries=20))
 FULL = LeaderboardBudget(steps=60, batch_size=16, max_length=64, depth=200)  # notebooks 02-06's artifacts
 
 

@@ -52,6 +52,33 @@ def pseudo_labels(probabilities: np.ndarray, positive_threshold: float = 0.9,
     return positive, np.flatnonzero(probabilities < negative_threshold)
 
 
+def tune_threshold(probabilities: np.ndarray, relevant: np.ndarray, target: float, rule: str) -> float:
+    """Pick a RocketQA threshold on labelled data (dev), for a cross-encoder calibrated unlike RocketQA's.
+
+    RocketQA's 0.1 / 0.9 suit its ERNIE-large cross-encoder; on your own data and model they should be
+    tuned on dev (RocketQA issues #64, #65). With ``probabilities`` of candidates and their true
+    ``relevant`` flags:
+
+    * ``rule="negative"`` — the largest ``t`` such that of the candidates kept as negatives
+      (``p < t``) at most a share ``target`` is relevant (0.0 if even the lowest-scored one is);
+    * ``rule="positive"`` — the smallest ``t`` such that of the candidates with ``p > t`` at least a
+      share ``target`` is relevant (1.0 if no ``t`` reaches it).
+    """
+    _check_threshold(target, "target")
+    p = np.asarray(probabilities, dtype=np.float64)
+    r = np.asarray(relevant, dtype=bool)
+    if p.shape != r.shape or p.ndim != 1 or not len(p):
+        raise ValueError(f"need one relevance flag per probability, got {p.shape} and {r.shape}")
+    cuts = np.unique(p)  # candidate thresholds: every observed score
+    if rule == "negative":  # keep p < t: t = cuts[i] keeps the i lowest-scored distinct values
+        ok = [t for t in cuts[1:].tolist() + [np.nextafter(cuts[-1], np.inf)] if r[p < t].mean() <= target]
+        return float(max(ok)) if ok else 0.0
+    if rule == "positive":  # pass p > t: t = cuts[i] passes everything above it
+        ok = [t for t in [np.nextafter(cuts[0], -np.inf)] + cuts[:-1].tolist() if r[p > t].mean() >= target]
+        return float(min(ok)) if ok else 1.0
+    raise ValueError(f"rule must be 'negative' or 'positive', got {rule!r}")
+
+
 def filter_precision_recall(probabilities: list[np.ndarray], hidden: list[np.ndarray],
                             thresholds: np.ndarray) -> dict[str, np.ndarray]:
     """Grade the filter "drop a candidate when p ≥ t" against the ground truth, for each t.
