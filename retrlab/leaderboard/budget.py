@@ -12,11 +12,12 @@ one loaded thread costs ≈ 2.4–2.7× the wall time of two free cores):
 * ``SMOKE`` — proves the code runs (notebook 14 with one seed: ≈ 94 CPU-s including the data
   build); says nothing about the methods.
 * ``DEFAULT`` — the classroom run, ≤ 5 minutes on 2 cores *from an empty cache*: the first 100
-  training queries (~290 passages), the first 120 test queries (~270 passages), 8 steps of batch 8
-  per strategy at 48 tokens, and small artifacts of its own (warm-up and STAR 10 × 8, a
-  cross-encoder of 16 × 16 pairs). Notebook 14 on it: ≈ 523 CPU-s in all (≈ 110 build the shared
-  artifacts, ≈ 285 train — AR2 alone 84 — and ≈ 110 evaluate). At this size the cross-encoder has
-  learned only the class prior, and most gaps are within noise.
+  training queries (~290 passages), the first 100 test queries, 6 steps of batch 8 per strategy at
+  48 tokens, and small artifacts of its own (warm-up and STAR 10 × 8, a cross-encoder of 16 × 16
+  pairs). Measured cold on 2 quiet cores: notebook 14 took 335 s at 8 steps / 120 test queries / a
+  24-step cross-encoder (shared artifacts ≈ 76 s, training 170 s — AR2 alone 53 — evaluation 63 s)
+  and 311 s at 6 steps, hence these cuts. At this size the cross-encoder does not beat the first
+  stage on dev (0.461 → 0.436 with 24 steps), and most gaps are within noise.
 * ``FULL`` — all of wiki-car, 60 steps of batch 16 at 64 tokens, the notebooks' own artifacts
   (the cache of notebooks 02–06 is reused): about an hour on 2 cores (estimated), minutes on a GPU.
 """
@@ -83,9 +84,9 @@ class LeaderboardBudget:
 SMOKE = LeaderboardBudget(steps=2, batch_size=4, max_length=32, depth=10, train_queries=24, test_queries=30,
                           dev_queries=20, smoke=True)  # artifacts: their own smoke budgets
 DEFAULT = LeaderboardBudget(
-    steps=8, batch_size=8, max_length=48, depth=30, train_queries=100, test_queries=120, dev_queries=40,
+    steps=6, batch_size=8, max_length=48, depth=30, train_queries=100, test_queries=100, dev_queries=40,
     warmup=Budget(steps=10, batch_size=8, max_length=48), star=Budget(steps=10, batch_size=8, max_length=48),
-    cross_encoder=CrossEncoderBudget(steps=24, batch_size=4, negatives=3, max_length=64, lr=1e-4, eval_queries=20))
+    cross_encoder=CrossEncoderBudget(steps=16, batch_size=4, negatives=3, max_length=64, lr=1e-4, eval_queries=20))
 FULL = LeaderboardBudget(steps=60, batch_size=16, max_length=64, depth=200)  # notebooks 02-06's artifacts
 
 
