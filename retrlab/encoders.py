@@ -222,11 +222,9 @@ def segment_means(states: torch.Tensor, token_type_ids: torch.Tensor,
     [CLS], the query, the first [SEP]) and segment 1 (the passage, the last [SEP]); padding
     excluded. Returns two (N, H) tensors.
     """
-    real = attention_mask.unsqueeze(-1).to(states.dtype)  # (N, T, 1)
-    query = real * (token_type_ids == 0).unsqueeze(-1).to(states.dtype)
-    passage = real * (token_type_ids == 1).unsqueeze(-1).to(states.dtype)
-    return ((states * query).sum(1) / query.sum(1).clamp(min=1.0),
-            (states * passage).sum(1) / passage.sum(1).clamp(min=1.0))
+    real = attention_mask.bool()  # (N, T)
+    return (pool(states, real & (token_type_ids == 0), "mean"),
+            pool(states, real & (token_type_ids == 1), "mean"))
 
 
 class CrossEncoder(torch.nn.Module):
@@ -278,10 +276,8 @@ class CrossEncoder(torch.nn.Module):
         settings = path / "retrlab_crossencoder.json"
         if settings.exists():  # saved by CrossEncoder.save_pretrained
             kwargs = {**json.loads(settings.read_text()), **kwargs}
-        head = head or kwargs.pop("head", "classifier")
-        kwargs.pop("head", None)
-        if head not in CROSS_HEADS:
-            raise ValueError(f"unknown cross-encoder head {head!r}; choose one of {CROSS_HEADS}")
+        saved_head = kwargs.pop("head", "classifier")  # a plain HF checkpoint: the classifier head
+        head = head or saved_head
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "some weights are newly initialised": the head, on purpose
         try:
