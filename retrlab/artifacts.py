@@ -79,7 +79,7 @@ def warmup_retriever(data: RetrievalData, *, smoke: bool, budget: Budget | None 
 
         model = BiEncoder.minilm(passage_max_length=budget.max_length)
         pool = bm25_pool(data, "train", depth=BM25_DEPTH)
-        train(model, data, budget.config(), strategy=uniform_from_pool(pool, n=1), progress=False)
+        train(model, data, budget.config(), sampler=uniform_from_pool(pool, n=1), progress=False)
         model.save_pretrained(folder)
 
     folder = cached_dir(f"models/warmup-{fingerprint(data)}-{budget.key()}", build)

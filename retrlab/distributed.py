@@ -37,7 +37,7 @@ from retrlab.utils import default_device
 if TYPE_CHECKING:  # imported where used: a worker that only all-gathers stays lean (no transformers)
     from retrlab.data.dataset import RetrievalData
     from retrlab.encoders import BiEncoder
-    from retrlab.train import Batch, History, Hook, NegativeStrategy, TrainConfig
+    from retrlab.train import Batch, History, Hook, Sampler, TrainConfig
 
 
 def is_distributed() -> bool:
@@ -253,25 +253,25 @@ class DistributedContrastiveStep:
 
 
 def train_distributed(model: BiEncoder, data: RetrievalData, config: TrainConfig,
-                      strategy: NegativeStrategy | None = None, hooks: list[Hook] = (),
+                      sampler: Sampler | None = None, hooks: list[Hook] = (),
                       progress: bool = True, **kwargs) -> History:
     """``retrlab.train.train`` with DDP when run under ``torchrun`` (plain ``train`` otherwise).
 
     ``config.batch_size`` is the *global* batch: each of the G processes embeds B/G queries and
     their passages and sees the G·(B/G)·(1 + n) passages of all ranks as negatives, so the loss
     and the update equal the one-process run on the same batch (tests/test_ddp.py). Hooks run on
-    every rank: a hook that changes the strategy (ANCE's refresh) must, so ranks keep drawing the
+    every rank: a hook that changes the sampler (ANCE's refresh) must, so ranks keep drawing the
     same batches; only rank 0 shows the progress bar and writes checkpoints. Pass
     ``step_fn=DistributedContrastiveStep(model)`` yourself to keep a handle on what it gathers.
     """
     from retrlab.train import no_negatives, train
 
-    strategy = strategy or no_negatives
+    sampler = sampler or no_negatives
     if not is_distributed():
-        return train(model, data, config, strategy, hooks, progress=progress, **kwargs)
+        return train(model, data, config, sampler, hooks, progress=progress, **kwargs)
     if config.batch_size % world_size():
         raise ValueError(f"batch_size {config.batch_size} (the global batch) must be divisible by the "
                          f"{world_size()} processes")
     step_fn = kwargs.pop("step_fn", None) or DistributedContrastiveStep(model)
-    return train(model, data, config, strategy, hooks, step_fn=step_fn, progress=progress and rank() == 0,
+    return train(model, data, config, sampler, hooks, step_fn=step_fn, progress=progress and rank() == 0,
                  **kwargs)

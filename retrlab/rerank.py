@@ -27,8 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from retrlab.cache import atomic_write_json, cached_dir, load_json
 from retrlab.data.dataset import RetrievalData
@@ -36,8 +34,7 @@ from retrlab.encoders import BiEncoder, CrossEncoder
 from retrlab.evaluation import cached_corpus_embeddings, dense_run
 from retrlab.metrics import evaluate, rank
 from retrlab.pool import CandidatePool
-from retrlab.train import History
-from retrlab.utils import seed_everything
+from retrlab.train import History, Hook, Learner, Stage, run
 
 
 @dataclass(frozen=True)
@@ -67,40 +64,55 @@ CE_BUDGET = {False: CrossEncoderBudget(steps=60, batch_size=6, negatives=3, max_
                                       eval_queries=10, eval_depth=5)}
 
 
+class CrossEncoderPairs:
+    """Seeded training pairs: per query its labelled positive (label 1) and pool candidates (label 0)."""
+
+    def __init__(self, data: RetrievalData, pool: CandidatePool, budget: CrossEncoderBudget) -> None:
+        self.data, self.pool, self.budget = data, pool, budget
+        self.qids = [q for q in pool.qids if data.positives.get(q) and pool.candidates(q)[0]]
+        self.rng = random.Random(budget.seed)
+
+    def __next__(self) -> tuple[list[str], list[str], list[float]]:
+        queries, passages, labels = [], [], []
+        for qid in self.rng.sample(self.qids, min(self.budget.batch_size, len(self.qids))):
+            candidates = self.pool.candidates(qid)[0][:self.budget.depth]
+            negatives = self.rng.sample(candidates, min(self.budget.negatives, len(candidates)))
+            pids = [self.rng.choice(self.data.positives[qid])] + negatives
+            queries += [self.data.queries[qid]] * len(pids)
+            passages += self.data.passage_texts(pids)
+            labels += [1.0] + [0.0] * (len(pids) - 1)
+        return queries, passages, labels
+
+
+def cross_encoder_step(model: CrossEncoder, pairs: CrossEncoderPairs) -> Stage:
+    """The engine's step: pointwise BCE on the logits of the next batch of pairs."""
+    def fn(step: int) -> torch.Tensor:
+        queries, passages, labels = next(pairs)
+        logits = model(queries, passages)  # (N,)
+        return F.binary_cross_entropy_with_logits(logits, torch.tensor(labels, device=logits.device))
+
+    return Stage(fn)
+
+
 def train_cross_encoder(model: CrossEncoder, data: RetrievalData, pool: CandidatePool,
-                        budget: CrossEncoderBudget, progress: bool = True) -> History:
-    """Pointwise BCE on (query, labelled positive) = 1 and (query, pool candidate) = 0 pairs."""
+                        budget: CrossEncoderBudget, progress: bool = True, hooks: list[Hook] = (),
+                        checkpoint: str | Path | None = None, checkpoint_every: int = 0) -> History:
+    """Pointwise BCE on (query, labelled positive) = 1 and (query, pool candidate) = 0 pairs.
+
+    The encoder trains at ``budget.lr`` (clipped to norm 1), the head's scalars at ``head_lr``
+    (not clipped with it, no weight decay); checkpoint/resume as in ``retrlab.train.run``.
+    """
     if budget.steps < 1 or budget.batch_size < 1 or budget.negatives < 1:
         raise ValueError(f"steps, batch_size and negatives must be >= 1, got {budget}")
-    seed_everything(budget.seed)
-    rng = random.Random(budget.seed)
-    qids = [q for q in pool.qids if data.positives.get(q) and pool.candidates(q)[0]]
+    pairs = CrossEncoderPairs(data, pool, budget)
     head = {id(p) for p in model.head_parameters()}
     encoder = [p for p in model.parameters() if id(p) not in head]
-    optimizer = torch.optim.AdamW([{"params": encoder, "lr": budget.lr, "weight_decay": 0.01},
-                                   {"params": model.head_parameters(), "lr": budget.head_lr, "weight_decay": 0.0}])
-    scheduler = get_linear_schedule_with_warmup(optimizer, max(1, budget.steps // 10), budget.steps)
-    history, started = History(), time.perf_counter()
-    model.train()
-    for step in tqdm(range(1, budget.steps + 1), desc="train cross-encoder", disable=not progress):
-        queries, passages, labels = [], [], []
-        for qid in rng.sample(qids, min(budget.batch_size, len(qids))):
-            candidates = pool.candidates(qid)[0][:budget.depth]
-            negatives = rng.sample(candidates, min(budget.negatives, len(candidates)))
-            pids = [rng.choice(data.positives[qid])] + negatives
-            queries += [data.queries[qid]] * len(pids)
-            passages += data.passage_texts(pids)
-            labels += [1.0] + [0.0] * (len(pids) - 1)
-        logits = model(queries, passages)  # (N,)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels, device=logits.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(encoder, 1.0)  # the head's 2 scalars are not clipped with it
-        optimizer.step()
-        scheduler.step()
-        history.log(step, loss=loss.item(), seconds=time.perf_counter() - started)
-    model.eval()
-    return history
+    learner = Learner([model], budget.lr, budget.steps, clip=encoder, groups=[
+        {"params": encoder, "lr": budget.lr, "weight_decay": 0.01},
+        {"params": model.head_parameters(), "lr": budget.head_lr, "weight_decay": 0.0}])
+    return run({"model": learner}, cross_encoder_step(model, pairs), budget.steps, seed=budget.seed,
+               hooks=hooks, hook_model=model, state={"pairs": pairs.rng}, checkpoint=checkpoint,
+               checkpoint_every=checkpoint_every, progress=progress, desc="train cross-encoder")
 
 
 def score_candidates(model: CrossEncoder, data: RetrievalData, qids: list[str],

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
-from tests.conftest import make_tiny_cross_encoder
+from tests.helpers import make_tiny_cross_encoder, toy_pool
 from retrlab.encoders import CrossEncoder, segment_means
 from retrlab.pool import CandidatePool
 from retrlab.rerank import (CrossEncoderBudget, cross_encoder_folder, rerank_run, score_candidates,
@@ -93,14 +93,6 @@ def test_save_and_load_roundtrip(minilm_ce, tmp_path):
     if again.head == "segment-cosine":
         assert again.offset.item() == pytest.approx(0.3) and again.log_scale.item() == pytest.approx(np.log(20.0))
     assert np.allclose(again.predict(QUERIES, PASSAGES), minilm_ce.predict(QUERIES, PASSAGES), atol=1e-5)
-
-
-def toy_pool(data) -> CandidatePool:
-    qids = data.qids("train")
-    pids = [[p for p in data.search_pids("train") if p not in data.positives[q]] for q in qids]
-    hidden = [np.array([p in data.qrels[q] for p in row]) for q, row in zip(qids, pids)]
-    return CandidatePool("toy", qids, pids, [np.zeros(len(r), np.float32) for r in pids], hidden,
-                         np.zeros(len(qids), np.float32), np.ones(len(qids), int))
 
 
 def tiny_cross_encoder(seed: int = 0) -> CrossEncoder:

@@ -15,7 +15,7 @@ from retrlab.encoders import BiEncoder, CrossEncoder
 from retrlab.leaderboard import (DEFAULT, FULL, SMOKE, STRATEGIES, Leaderboard, LeaderboardBudget, Result,
                                  get_strategy, preset, run_leaderboard, run_strategy)
 from retrlab.rerank import CrossEncoderBudget
-from tests.conftest import make_tiny_cross_encoder, make_toy_data
+from tests.helpers import make_tiny_cross_encoder, make_toy_data
 
 TINY_CE = CrossEncoderBudget(steps=1, batch_size=2, negatives=1, max_length=48, depth=5, eval_queries=2,
                              eval_depth=3)
