@@ -1,10 +1,10 @@
 """What dynamic negatives cost on wiki-car: one ANCE refresh, and one ADORE training step.
 
-* **ANCE refresh** (``retrlab.negatives.ance.AnceNegatives.refresh``): re-encode the train split's
+* **ANCE refresh** (``retrlab.methods.ance.AnceNegatives.refresh``): re-encode the train split's
   search corpus with the current model, build the faiss index, encode and search the training
   queries, re-mine the pool. Timed by part (the same calls ``retrlab.pool.dense_pool`` makes),
   then once whole through ``AnceNegatives.refresh``.
-* **ADORE step** (``retrlab.negatives.adore.AdoreStep``): the passage index is frozen, so a step
+* **ADORE step** (``retrlab.methods.adore.AdoreStep``): the passage index is frozen, so a step
   embeds only the batch's queries, searches the top-k and back-propagates the rank-weighted
   pairwise loss. Compared with the plain in-batch step (``retrlab.train.contrastive_loss``) on
   the same batches, and with the one-time cost of building ADORE's frozen index.
@@ -30,8 +30,8 @@ from retrlab.data import load_wikicar
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import encode_corpus
 from retrlab.index import FlatIndex
-from retrlab.negatives.adore import AdoreStep, freeze_passage_tower
-from retrlab.negatives.ance import AnceNegatives
+from retrlab.methods.adore import AdoreStep, freeze_passage_tower
+from retrlab.methods.ance import AnceNegatives
 from retrlab.pool import bm25_pool
 from retrlab.train import Learner, QueryBatches, TrainConfig, contrastive_loss
 

@@ -13,7 +13,6 @@ forward, loss, backward, clip, optimiser step. Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time

@@ -13,12 +13,11 @@ import numpy as np
 
 from retrlab.bm25 import BM25
 from retrlab.cache import home
+from retrlab.constants import MEASURES
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.index import FlatIndex
 from retrlab.metrics import evaluate, run_from_arrays
-
-MEASURES = ("MRR@10", "R@20", "R@100", "nDCG@10")
 
 
 def encode_corpus(model: BiEncoder, data: RetrievalData, pids: list[str], progress: bool = True) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Train, cache and use the cross-encoder that RocketQA (notebook 05) and AR2 (notebook 06) share.
+"""Train and use the cross-encoder that RocketQA (notebook 05) and AR2 (notebook 06) share.
 
 RocketQA trains its cross-encoder ``M_C`` on labelled positives and negatives sampled from the
 first retriever's top-k (``RocketQA_NAACL2021/data_process/construct_marco_train_ce.py``: 4
@@ -13,22 +13,19 @@ head (``retrlab.encoders.CrossEncoder``), not RocketQA's [CLS] classifier: at th
 [CLS] head stays at chance, the segment-cosine head starts from MiniLM's similarity and improves.
 The encoder trains at ``lr``, the head's scale and offset at ``head_lr``.
 
-``cross_encoder(data, smoke=...)`` builds it once (MiniLM weights, a new head) and
-caches it under a key made of the data's fingerprint, the budget and the seed; smoke mode uses a
-smaller budget under another key. The cached folder also holds its dev re-ranking report.
+``retrlab.artifacts.cross_encoder(data, smoke=...)`` builds it once (MiniLM weights, a new head) and
+caches it under a key made of the data's fingerprint, the budget and the seed.
 """
 from __future__ import annotations
 
 import random
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from retrlab.cache import atomic_write_json, cached_dir, load_json
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder, CrossEncoder
 from retrlab.evaluation import cached_corpus_embeddings, dense_run
@@ -54,14 +51,6 @@ class CrossEncoderBudget:
     def key(self) -> str:
         return (f"st{self.steps}-b{self.batch_size}-n{self.negatives}-L{self.max_length}-d{self.depth}"
                 f"-lr{self.lr:g}-s{self.seed}-e{self.eval_queries}x{self.eval_depth}-{self.head}{self.head_lr:g}")
-
-
-# default: ~90 s of training + ~10 s of evaluation on 2 free CPU cores (measured on wiki-car dev, zero-shot
-# MiniLM's top-10: 40 steps at lr 5e-5 re-rank 0.571 -> 0.549, at 1e-4 -> 0.579, 60 steps at 1e-4 -> 0.621);
-# smoke: a few seconds
-CE_BUDGET = {False: CrossEncoderBudget(steps=60, batch_size=6, negatives=3, max_length=64, lr=1e-4),
-             True: CrossEncoderBudget(steps=3, batch_size=4, negatives=1, max_length=64,
-                                      eval_queries=10, eval_depth=5)}
 
 
 class CrossEncoderPairs:
@@ -159,51 +148,3 @@ def rerank_report(model: CrossEncoder, data: RetrievalData, split: str = "dev", 
             "relevant_share": float(truth.mean())}
 
 
-def cross_encoder_budget(smoke: bool) -> CrossEncoderBudget:
-    return CE_BUDGET[bool(smoke)]
-
-
-def cross_encoder_folder(data: RetrievalData, *, smoke: bool, budget: CrossEncoderBudget | None = None,
-                         progress: bool = False, warmup=None) -> Path:
-    """The cached folder of the shared cross-encoder (built on first call): model + ``report.json``.
-
-    ``warmup`` (an ``artifacts.Budget``) picks the warm-up retriever whose pool supplies the
-    negatives; by default the one of ``artifacts.warmup_budget(smoke)``.
-    """
-    from retrlab.artifacts import fingerprint, warmup_budget, warmup_pool
-
-    budget = budget or cross_encoder_budget(smoke)
-
-    def build(folder: Path) -> None:
-        if warmup is None:
-            pool = warmup_pool(data, smoke=smoke)
-        else:
-            pool = warmup_pool(data, smoke=smoke, budget=warmup)
-        print(f"building the cross-encoder (MiniLM + {budget.head} head, {budget.steps} steps × "
-              f"{budget.batch_size} "
-              f"queries × {1 + budget.negatives} pairs); cached for later calls")
-        started = time.perf_counter()
-        model = CrossEncoder.minilm(max_length=budget.max_length, head=budget.head)
-        history = train_cross_encoder(model, data, pool, budget, progress)
-        split = "dev" if "dev" in data.splits else "test"  # a dataset without a dev split reports on test
-        report = rerank_report(model, data, split, budget.eval_queries, budget.eval_depth)
-        report.update(budget=asdict(budget), train_seconds=history.last("seconds"),
-                      build_seconds=time.perf_counter() - started, final_loss=history.last("loss"))
-        model.save_pretrained(folder)
-        atomic_write_json(folder / "report.json", report)
-
-    key = f"{fingerprint(data)}-{(warmup or warmup_budget(smoke)).key()}-{budget.key()}"
-    return cached_dir(f"models/cross-encoder-{key}", build)
-
-
-def cross_encoder(data: RetrievalData, *, smoke: bool, budget: CrossEncoderBudget | None = None,
-                  progress: bool = False, warmup=None) -> CrossEncoder:
-    """The shared cross-encoder: MiniLM + a new head trained on warm-up-pool negatives (cached)."""
-    folder = cross_encoder_folder(data, smoke=smoke, budget=budget, progress=progress, warmup=warmup)
-    return CrossEncoder.from_pretrained(folder)
-
-
-def cross_encoder_report(data: RetrievalData, *, smoke: bool,
-                         budget: CrossEncoderBudget | None = None, warmup=None) -> dict:
-    """The dev re-ranking report written when the cached cross-encoder was built."""
-    return load_json(cross_encoder_folder(data, smoke=smoke, budget=budget, warmup=warmup) / "report.json")

@@ -44,7 +44,7 @@ def hard_negative(data):
 
 
 def main(out: Path) -> None:
-    from retrlab.distributed import DistributedContrastiveStep, cleanup, rank, setup, train_distributed
+    from retrlab.ddp import DistributedContrastiveStep, cleanup, rank, setup, train_distributed
     from retrlab.train import Hook
 
     setup()

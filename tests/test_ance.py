@@ -1,4 +1,4 @@
-"""ANCE (retrlab.negatives.ance): the refresh schedule, the sampler, overlap, a real refresh."""
+"""ANCE (retrlab.methods.ance): the refresh schedule, the sampler, overlap, a real refresh."""
 from __future__ import annotations
 
 import random
@@ -6,7 +6,7 @@ import random
 import pytest
 
 from retrlab.encoders import BiEncoder
-from retrlab.negatives.ance import AnceNegatives, compute_overlap, refresh_due
+from retrlab.methods.ance import AnceNegatives, compute_overlap, refresh_due
 from retrlab.pool import bm25_pool
 from retrlab.train import TrainConfig, train
 

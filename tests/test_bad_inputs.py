@@ -29,7 +29,7 @@ import torch
 from retrlab.cache import cached_dir
 from retrlab.data.beir import DataFormatError, load_beir
 from retrlab.data.dataset import RetrievalData
-from retrlab.distributed import cross_batch_step
+from retrlab.methods.rocketqa import cross_batch_step
 from retrlab.encoders import BiEncoder
 from retrlab.index import FlatIndex
 from retrlab.losses import listwise_loss

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ddp_worker import CONFIG, build_model, hard_negative
-from retrlab.distributed import gathered_passage_pids, shard, train_distributed
+from retrlab.ddp import gathered_passage_pids, shard, train_distributed
 from retrlab.train import Batch, QueryBatches, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from retrlab.encoders import BiEncoder
-from retrlab.negatives.ar2 import AR2Config, train_ar2
+from retrlab.methods.ar2 import AR2Config, train_ar2
 from retrlab.pretraining.bench import PretrainConfig, TinyConfig, corpus_texts, new_mlm, pretrain, train_wordpiece
 from retrlab.rerank import CrossEncoderBudget, train_cross_encoder
 from retrlab.train import CheckpointError, Hook, Learner, Stage, TrainConfig, run, train, warmup_steps
@@ -49,7 +49,8 @@ def contrastive(toy_data, hooks, checkpoint, poison=False):
     model = BiEncoder.tiny(layers=1, hidden=32, heads=2, seed=0, passage_max_length=32)
     if poison:
         fill_nan(model.query_model)
-    hard = lambda qid, rng: [rng.choice([p for p in toy_data.search_pids("train") if p not in toy_data.qrels[qid]])]
+    def hard(qid, rng):
+        return [rng.choice([p for p in toy_data.search_pids("train") if p not in toy_data.qrels[qid]])]
     history = train(model, toy_data, TrainConfig(steps=6, batch_size=2, lr=1e-3, tau=1.0), sampler=hard,
                     hooks=hooks, progress=False, checkpoint=checkpoint, checkpoint_every=2)
     return history.series("loss")[1], model.encode_queries(["cats"])

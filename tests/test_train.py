@@ -46,8 +46,9 @@ def test_history_merges_values_logged_at_one_step():
 
 def _tiny_run(toy_data, seed):
     model = BiEncoder.tiny(layers=1, hidden=32, heads=2, seed=0, passage_max_length=32)
-    hard = lambda qid, rng: [rng.choice([p for p in toy_data.search_pids("train")
-                                         if p not in toy_data.qrels[qid]])]
+    def hard(qid, rng):
+        return [rng.choice([p for p in toy_data.search_pids("train")
+                                             if p not in toy_data.qrels[qid]])]
     calls = []
     hook = Hook(2, lambda step, m: calls.append(step) or {"probe": float(step)})
     config = TrainConfig(steps=8, batch_size=2, lr=5e-3, tau=0.05, seed=seed)

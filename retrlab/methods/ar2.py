@@ -33,19 +33,10 @@ import torch
 
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder, CrossEncoder
-from retrlab.losses import ar2_adversarial_loss, kl_distillation_loss, listwise_loss
+from retrlab.losses import ar2_retriever_loss, listwise_loss
 from retrlab.pool import CandidatePool, dense_pool
 from retrlab.train import History, Hook, Learner, Stage, run
 from retrlab.utils import seed_everything
-
-
-def ar2_retriever_loss(retriever_scores: torch.Tensor, ranker_scores: torch.Tensor, lam: float = 0.5,
-                       teacher_tau: float = 1.0) -> torch.Tensor:
-    """AR2's retriever loss ``λ·L_adv + (1−λ)·L_kd`` on (B, 1+n) group scores, positive in column 0."""
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lambda must be in [0, 1], got {lam}")
-    return (lam * ar2_adversarial_loss(retriever_scores, ranker_scores)
-            + (1 - lam) * kl_distillation_loss(retriever_scores, ranker_scores, teacher_tau))
 
 
 @dataclass(frozen=True)
