@@ -1,7 +1,7 @@
 """Retrieve with a model over a split and score the run: the evaluation every notebook shares.
 
 Each split is searched over ``data.search_pids(split)``. For wiki-car that is the passages of the
-split's own articles (DESIGN.md: the right article is almost always ranked first, the task is
+split's own articles (docs/design.md, wiki-car: the right article is almost always ranked first, the task is
 finding the right section), which keeps a full evaluation to seconds on a CPU.
 Zero-shot MiniLM corpus embeddings are cached on disk: encoding a corpus is the slow part.
 """

@@ -1,6 +1,6 @@
 """Contrastive losses for dense retrieval, as small pure functions on score tensors.
 
-Two families appear in the papers, and the difference matters (METHODS.md, part D4):
+Two families appear in the papers, and the difference matters (docs/methods.md, losses):
 
 * **listwise** InfoNCE / "NLL" (DPR, RocketQA, coCondenser, AR2, sentence-transformers'
   MultipleNegativesRankingLoss): one softmax over the positive and *all* negatives,

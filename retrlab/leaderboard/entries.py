@@ -1,4 +1,4 @@
-"""Every fine-tuning strategy of METHODS Part A as one function ``(context, seed) -> Trained``.
+"""Every fine-tuning method as a leaderboard entry: one function ``(context, seed) -> Trained``.
 
 Each function calls the package's own module for its method — the rules live in
 ``retrlab.negatives.*`` (paper and official code file in each docstring), the shared models in
@@ -257,7 +257,7 @@ class Entry:
     paper: str
     start: str  # the model it fine-tunes
     train: Callable[[Context, int], Trained]
-    paper_mrr10: float | None  # MS MARCO passage dev MRR@10 reported for it (METHODS C3, A5)
+    paper_mrr10: float | None  # MS MARCO passage dev MRR@10 reported for it (docs/methods.md, per method)
 
 
 ENTRIES: dict[str, Entry] = {s.name: s for s in [

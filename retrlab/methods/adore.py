@@ -10,7 +10,7 @@ frozen, so "dynamic" hard negatives cost one search per step instead of a corpus
 3. LambdaRank-style pairwise loss over every (relevant i, non-relevant j) pair of the list:
    ``C_ij = softplus(-(s_i - s_j))`` weighted by ``|1/rank_i - 1/rank_j|`` (ΔMRR when the two
    swap; ``1/rank = 0`` past ``metric_cut``: ``metric_weights``), summed, divided by
-   2·#pairs (``num_pairs = 2 * num_pos_pairs``), averaged over the batch (METHODS A3).
+   2·#pairs (``num_pairs = 2 * num_pos_pairs``), averaged over the batch (docs/methods.md, ADORE).
 
 Deviations: scores are cosines of normalised MiniLM vectors, divided by a temperature τ before
 the softplus (DRhard: raw dot products, no τ). The stored official file writes both ``C_pos`` and

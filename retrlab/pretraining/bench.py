@@ -7,7 +7,7 @@ their numbers sit in one table:
 * **tokenizer** — a WordPiece vocabulary of a few thousand entries trained on the wiki-car passages
   with HF ``tokenizers`` (BERT's normaliser and pre-tokeniser; Devlin et al. 2019). On ~0.45M words
   a small vocabulary sees each entry far more often than MiniLM's 30k one, so a model trained from
-  scratch learns faster (DESIGN.md). Training it is deterministic; it is cached atomically.
+  scratch learns faster (docs/design.md, the pretraining bench). Training it is deterministic; it is cached atomically.
 * **model** — ``new_mlm`` builds a ``BertForMaskedLM`` from ``TinyConfig``; ``as_biencoder`` wraps
   its encoder (``mlm.bert``, shared weights) as a ``BiEncoder`` and ``TinyCrossEncoder`` wraps it as a
   re-ranker. A method trains the MLM object (contrastive loss on ``.bert`` and/or MLM loss through
