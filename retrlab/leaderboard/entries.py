@@ -100,9 +100,11 @@ class Context:
 
     @property
     def ranker(self) -> CrossEncoder:
-        b = self.budget
-        return self._get("cross-encoder", lambda: artifacts.cross_encoder(
-            self.data, smoke=b.smoke, budget=b.cross_encoder, warmup=b.warmup))
+        """The shared cross-encoder: RocketQA's denoiser, AR2's ranker."""
+        budget = self.budget
+        return self._get("cross-encoder", lambda: artifacts.cross_encoder(self.data, smoke=budget.smoke,
+                                                                          budget=budget.cross_encoder,
+                                                                          warmup=budget.warmup))
 
     @property
     def ce_probabilities(self) -> dict[str, np.ndarray]:

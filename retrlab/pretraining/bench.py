@@ -278,6 +278,12 @@ def saved_module_state(checkpoint: Checkpoint, prefix: str, method: str) -> dict
     return state
 
 
+def restore_module(module: torch.nn.Module, checkpoint: Checkpoint, prefix: str, method: str) -> torch.nn.Module:
+    """``module`` loaded with what ``checkpoint`` saved under ``prefix`` (e.g. a decoder), in eval mode."""
+    module.load_state_dict(saved_module_state(checkpoint, prefix, method))
+    return module.eval()
+
+
 def checkpoint_name(method: str, steps: int, seed: int, tokenizer, tiny: TinyConfig = TinyConfig(),
                     smoke: bool = False) -> str:
     """Cache key: method, budget, seed, model config and vocabulary (smoke runs apart)."""
