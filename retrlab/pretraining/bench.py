@@ -43,6 +43,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -62,7 +63,7 @@ from retrlab.evaluation import bm25_run, dense_run, evaluate_run
 from retrlab.losses import info_nce_loss
 from retrlab.negatives.uniform import uniform_from_pool
 from retrlab.pool import CandidatePool, bm25_pool
-from retrlab.train import Batch, History, Hook, Learner, Stage, TrainConfig, run, train
+from retrlab.train import Batch, CheckpointError, History, Hook, Learner, Stage, TrainConfig, run, train
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 BENCH_VERSION = "v1"  # bump when the bench changes, so old checkpoints are not reused
@@ -310,8 +311,16 @@ def cached_pretraining(method: str, build: Callable[[], Checkpoint], steps: int,
     folder = cached_dir(checkpoint_name(method, steps, seed, tokenizer, tiny, smoke), write)
     mlm = BertForMaskedLM.from_pretrained(folder / "mlm", attn_implementation="eager")
     mlm.eval()
-    return Checkpoint(mlm, History(load_json(folder / "history.json")),
-                      torch.load(folder / "state.pt", weights_only=True))
+    return Checkpoint(mlm, History(load_json(folder / "history.json")), load_tensors(folder / "state.pt"))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A ``state.pt`` of tensors, loaded weights-only: a file holding a pickled object is refused, unrun."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(f"{path} holds more than tensors, so it was not loaded (delete its folder to "
+                              f"rebuild the checkpoint): {str(error).splitlines()[0]}") from None
 
 
 def pretrain_cached(method: str, tokenizer, texts: list[str], config: PretrainConfig,
