@@ -29,6 +29,7 @@ WORKER = """
 import sys
 import torch
 import torch.distributed as dist
+from retrlab.ddp import all_gather_with_grad
 from retrlab.methods.rocketqa import cross_batch_loss
 
 rank, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

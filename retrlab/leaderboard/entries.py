@@ -155,18 +155,18 @@ class Trained:
     extra: dict = field(default_factory=dict)
 
 
-def _train(ctx: Context, seed: int, start: BiEncoder, strategy=no_negatives, step_fn=None,
+def _train(ctx: Context, seed: int, start: BiEncoder, sampler=no_negatives, step_fn=None,
            hooks: list[Hook] = ()) -> tuple[BiEncoder, float, float]:
     model = ctx.fresh(start)
     clock = Clock()
-    train(model, ctx.data, ctx.budget.config(seed), strategy=strategy, hooks=hooks, step_fn=step_fn,
+    train(model, ctx.data, ctx.budget.config(seed), sampler=sampler, hooks=hooks, step_fn=step_fn,
           progress=False)
     return model, *clock.read()
 
 
-def train_from_warmup(ctx: Context, seed: int, strategy, step_fn=None) -> Trained:
-    """Fine-tune a copy of the warm-up retriever with ``strategy``'s negatives, recording each one."""
-    recorder = RecordingSampler(strategy)
+def train_from_warmup(ctx: Context, seed: int, sampler, step_fn=None) -> Trained:
+    """Fine-tune a copy of the warm-up retriever with ``sampler``'s negatives, recording each one."""
+    recorder = RecordingSampler(sampler)
     model, wall, cpu = _train(ctx, seed, ctx.warmup, recorder, step_fn)
     return Trained(model, wall, cpu, recorder.picks, ctx.budget.steps)
 
@@ -188,7 +188,7 @@ def run_star(ctx: Context, seed: int) -> Trained:
     recorder = RecordingSampler(static_hard_negatives(pool, n=1, depth=ctx.budget.depth))
     model = ctx.fresh(ctx.warmup)
     clock = Clock()
-    train_star(model, ctx.data, pool, ctx.budget.config(seed), strategy=recorder, progress=False)
+    train_star(model, ctx.data, pool, ctx.budget.config(seed), sampler=recorder, progress=False)
     return Trained(model, *clock.read(), recorder.picks, ctx.budget.steps)
 
 
@@ -224,8 +224,8 @@ def run_rocketqa_hard(ctx: Context, seed: int) -> Trained:
 
 def run_rocketqa_denoised(ctx: Context, seed: int) -> Trained:
     """RocketQA: the same, keeping only candidates the cross-encoder scores below 0.1."""
-    strategy = denoised_from_pool(ctx.warmup_pool, ctx.ce_probabilities, n=1, threshold=ROCKETQA_THRESHOLD)
-    return train_from_warmup(ctx, seed, strategy, cross_batch_step(_shards(ctx)))
+    sampler = denoised_from_pool(ctx.warmup_pool, ctx.ce_probabilities, n=1, threshold=ROCKETQA_THRESHOLD)
+    return train_from_warmup(ctx, seed, sampler, cross_batch_step(_shards(ctx)))
 
 
 def run_ar2(ctx: Context, seed: int) -> Trained:

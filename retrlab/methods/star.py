@@ -69,7 +69,7 @@ def star_step(random_negatives: bool = True, hard_negatives: bool = True):
     def step_fn(model: BiEncoder, data: RetrievalData, batch: Batch, tau: float) -> torch.Tensor:
         hard = [p for row in batch.negative_pids for p in row]
         if hard_negatives and not hard:
-            raise ValueError("hard_negatives=True but the strategy returned no negatives")
+            raise ValueError("hard_negatives=True but the sampler returned no negatives")
         q = model.embed_queries(batch.queries)  # (B, H)
         d = model.embed_passages(data.passage_texts(batch.positive_pids + hard))  # (B + N, H)
         scores = q @ d.T  # (B, B + N)
@@ -85,15 +85,15 @@ def static_hard_negatives(pool: CandidatePool, n: int = 1, depth: int | None = 2
 
 
 def train_star(model: BiEncoder, data: RetrievalData, pool: CandidatePool, config: TrainConfig,
-               random_negatives: bool = True, hard_negatives: bool = True, strategy: Sampler | None = None,
+               random_negatives: bool = True, hard_negatives: bool = True, sampler: Sampler | None = None,
                hooks: list[Hook] = (), progress: bool = True) -> History:
     """Train ``model`` in place with STAR (or one of its ablations) and return the history.
 
-    ``strategy`` defaults to one static hard negative per query from ``pool``; pass another one
+    ``sampler`` defaults to one static hard negative per query from ``pool``; pass another one
     (e.g. a ``RecordingSampler`` around it) to inspect the picks. This is the function notebook 02
     and ``retrlab.artifacts.star_retriever`` both call, so the cached STAR model is the notebook's.
     """
-    if strategy is None:
-        strategy = static_hard_negatives(pool, n=1) if hard_negatives else (lambda qid, rng: [])
-    return train(model, data, config, strategy=strategy, hooks=hooks,
+    if sampler is None:
+        sampler = static_hard_negatives(pool, n=1) if hard_negatives else (lambda qid, rng: [])
+    return train(model, data, config, sampler=sampler, hooks=hooks,
                  step_fn=star_step(random_negatives, hard_negatives), progress=progress)
