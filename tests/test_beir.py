@@ -86,7 +86,8 @@ def test_load_only_requested_splits(tiny: Path) -> None:
 
 def test_query_with_only_zero_grades_is_not_in_split(tmp_path: Path) -> None:
     folder = write_beir(tmp_path / "t", dev=_tsv(["q3\td4\t0"]))
-    data = load_beir(folder)
+    with pytest.warns(UserWarning, match=r"dev\.tsv: no row has a score > 0, so split 'dev' is empty"):
+        data = load_beir(folder)
     assert data.splits["dev"] == []
     assert "q3" not in data.qrels and "q3" not in data.positives
 
@@ -299,11 +300,19 @@ def test_wrong_md5_leaves_nothing(server: _Server, tiny_zip: bytes, tmp_path: Pa
     assert list(dest.iterdir()) == []
 
 
-def test_unknown_md5_warns_with_computed_sum(server: _Server, tiny_zip: bytes,
-                                             tmp_path: Path) -> None:
+def test_unknown_md5_is_refused_before_the_download(server: _Server, tiny_zip: bytes,
+                                                    tmp_path: Path) -> None:
     server.files["/tiny.zip"] = tiny_zip
-    with pytest.warns(UserWarning, match=_md5(tiny_zip)):
-        folder = download_beir("tiny", dest=tmp_path, base_url=server.url)
+    with pytest.raises(ChecksumError, match=r"no known md5 for BEIR dataset 'tiny': pass md5=.* or verify=False"):
+        download_beir("tiny", dest=tmp_path / "d", base_url=server.url)
+    assert server.requests == [] and not (tmp_path / "d").exists()
+
+
+def test_verify_false_downloads_unchecked_and_warns_with_computed_sum(server: _Server, tiny_zip: bytes,
+                                                                     tmp_path: Path) -> None:
+    server.files["/tiny.zip"] = tiny_zip
+    with pytest.warns(UserWarning, match=f"downloaded unchecked .* its md5 is {_md5(tiny_zip)}"):
+        folder = download_beir("tiny", dest=tmp_path, base_url=server.url, verify=False)
     assert (folder / "corpus.jsonl").is_file()
 
 
