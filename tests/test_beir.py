@@ -336,6 +336,33 @@ def test_zip_slip_is_rejected(server: _Server, tmp_path: Path) -> None:
     assert not (tmp_path / "evil").exists()
 
 
+def test_a_zip_bomb_is_refused_before_extraction(server: _Server, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb/corpus.jsonl", bytes(4 * 2**20))  # 4 MiB of zeros, ~4 KB compressed
+    body = buf.getvalue()
+    assert len(body) < 2**14
+    server.files["/bomb.zip"] = body
+    dest = tmp_path / "cache"
+    with pytest.raises(DownloadError, match=r"would unpack to 4,194,304 bytes, more than the limit of 1,048,576"):
+        download_beir("bomb", dest=dest, base_url=server.url, md5=_md5(body), max_bytes=2**20)
+    assert list(dest.iterdir()) == []
+    folder = download_beir("bomb", dest=dest, base_url=server.url, md5=_md5(body))  # the default cap: 20 GiB
+    assert (folder / "corpus.jsonl").stat().st_size == 4 * 2**20
+
+
+def test_an_archive_of_too_many_files_is_refused(server: _Server, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(11):
+            zf.writestr(f"many/f{i}.txt", "x")
+    body = buf.getvalue()
+    server.files["/many.zip"] = body
+    with pytest.raises(DownloadError, match=r"zip archive has 11 members, more than the limit of 10"):
+        download_beir("many", dest=tmp_path, base_url=server.url, md5=_md5(body), max_members=10)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_not_a_zip(server: _Server, tmp_path: Path) -> None:
     server.files["/bad.zip"] = b"not a zip"
     with pytest.raises(DownloadError, match="not a valid zip"):
