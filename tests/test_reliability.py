@@ -2,8 +2,9 @@
 
 The cache cases damage a built entry the ways a user or a crash does (a file deleted, cut short,
 emptied, edited, added; the manifest gone) and check that the entry is rebuilt with a warning that
-names the file, never read as it is. ``FAULTS`` below lists them; with the behaviour tests further
-down they are counted in the bad-input total (tests/test_bad_inputs.py says how).
+names the file, never read as it is (``FAULTS``). Every test here but two (the manifest's contents,
+a new path that is writable) tries one bad input or fault; with ``len(CASES)`` of
+tests/test_bad_inputs.py they make the count of bad inputs the suite tries.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from test_beir import QUERIES, _jsonl, _tsv, write_beir
 
 from retrlab import artifacts, cache, evaluation
 from retrlab.cache import CacheError, CacheRebuildWarning, cached_dir, check_writable, intact, seal
@@ -25,7 +27,6 @@ from retrlab.data.beir import load_beir
 from retrlab.metrics import evaluate, read_trec_run
 from retrlab.pool import bm25_pool, pool_from_ranking
 from retrlab.viz.widgets import DistributionView, SimilarityExplorer
-from test_beir import QUERIES, _jsonl, _tsv, write_beir
 
 
 # --- manifests of cached folders --------------------------------------------------------------
