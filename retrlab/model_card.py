@@ -73,7 +73,8 @@ class ModelCard:
     def metrics_section(self) -> str:
         if not self.metrics:
             return ""
-        where = " on ".join(x for x in (f"the `{self.split}` split" if self.split else "", self.data) if x)
+        split = f"the `{self.split}` split" if self.split else ""
+        where = f"{split} of {self.data}" if split and self.data else split or self.data or ""
         rows = [f"| {name} | {format_value(value)} |" for name, value in self.metrics.items()]
         intro = f"Measured{' on ' + where if where else ''} in the run that trained this model.\n"
         return "\n".join(["## Test metrics\n", intro, "| metric | value |", "|---|---|", *rows]) + "\n"

@@ -15,14 +15,14 @@ import pytest
 import torch
 import yaml
 from sentence_transformers import SentenceTransformer
+from test_beir import write_beir
 from transformers import AutoModel
 
-import retrlab.model_files as model_files
+from retrlab import model_files
 from retrlab.cli import main
 from retrlab.encoders import BiEncoder
 from retrlab.model_card import ModelCard
 from retrlab.train import TrainConfig
-from test_beir import write_beir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -132,7 +132,7 @@ def test_the_card_holds_the_run_s_settings_and_metrics(tmp_path):
     for row in ("| steps | 7 |", "| batch_size | 4 |", "| lr | 3e-05 |", "| tau | 0.05 |",
                 "| sampler | in-batch |", "| precision | float32 |", "| MRR@10 | 0.6123 |", "| R@20 | 0.8750 |"):
         assert row in body, row
-    assert "Measured on the `test` split on wiki-car in the run that trained this model." in body
+    assert "Measured on the `test` split of wiki-car in the run that trained this model." in body
     assert "- Pooling: the [CLS] token's vector" in body and "- Token limits: queries 8, passages 16" in body
 
 
