@@ -60,24 +60,25 @@ class ModelCard:
         settings = self.training_settings()
         if not self.method and not settings:
             return ""
-        lines = ["## Training\n"] + ([f"Method: {self.method}\n"] if self.method else [])
+        lines = ["## Training", ""] + ([f"Method: {self.method}", ""] if self.method else [])
         if settings:
-            lines += ["| setting | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in settings.items()] + [""]
+            lines += ["| setting | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in settings.items()]
         return "\n".join(lines) + "\n"
 
     def data_section(self) -> str:
-        if not self.data:
+        if not self.data and not self.split:
             return ""
-        return f"## Data\n\n{self.data}" + (f" (metrics on its `{self.split}` split)" if self.split else "") + "\n"
+        lines = ([f"- Data: {self.data}"] if self.data else []) + (
+            [f"- Metrics measured on its `{self.split}` split"] if self.split else [])
+        return "## Data\n\n" + "\n".join(lines) + "\n"
 
     def metrics_section(self) -> str:
         if not self.metrics:
             return ""
-        split = f"the `{self.split}` split" if self.split else ""
-        where = f"{split} of {self.data}" if split and self.data else split or self.data or ""
+        where = f" on the `{self.split}` split" if self.split else ""
         rows = [f"| {name} | {format_value(value)} |" for name, value in self.metrics.items()]
-        intro = f"Measured{' on ' + where if where else ''} in the run that trained this model.\n"
-        return "\n".join(["## Test metrics\n", intro, "| metric | value |", "|---|---|", *rows]) + "\n"
+        intro = f"Measured{where} in the run that trained this model."
+        return "\n".join(["## Test metrics", "", intro, "", "| metric | value |", "|---|---|", *rows]) + "\n"
 
 
 def format_value(value: float) -> str:

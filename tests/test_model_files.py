@@ -132,7 +132,8 @@ def test_the_card_holds_the_run_s_settings_and_metrics(tmp_path):
     for row in ("| steps | 7 |", "| batch_size | 4 |", "| lr | 3e-05 |", "| tau | 0.05 |",
                 "| sampler | in-batch |", "| precision | float32 |", "| MRR@10 | 0.6123 |", "| R@20 | 0.8750 |"):
         assert row in body, row
-    assert "Measured on the `test` split of wiki-car in the run that trained this model." in body
+    assert "Measured on the `test` split in the run that trained this model." in body
+    assert "- Data: wiki-car\n- Metrics measured on its `test` split" in body
     assert "- Pooling: the [CLS] token's vector" in body and "- Token limits: queries 8, passages 16" in body
 
 
@@ -276,3 +277,10 @@ def test_a_hub_name_offline_says_the_machine_is_offline(monkeypatch, hub_calls):
                                                 r"\(huggingface\.co cannot be reached"):
         BiEncoder.from_pretrained("org/model")
     assert hub_calls == [("org/model", {"local_files_only": True})]  # the local cache only: no retries
+
+
+def test_a_hub_name_goes_to_the_hub_when_online(monkeypatch, hub_calls):
+    monkeypatch.setattr(model_files, "offline_reason", lambda: None)
+    with pytest.raises(FileNotFoundError, match=r"'org/model' not found: .* the Hugging Face hub could not provide it"):
+        BiEncoder.from_pretrained("org/model")
+    assert hub_calls == [("org/model", {"local_files_only": True}), ("org/model", {})]
