@@ -30,6 +30,15 @@ What is kept and what is dropped, and why:
   every test query's article into training. Each split is searched over its own articles'
   passages only (``split_pids``): a CPU-speed choice that keeps every search small. A passage
   from the right article is easy to find; the task is finding the right section.
+* Three qrels flavours, as TREC CAR defines them (its benchmarks ship ``*.hierarchical.qrels``,
+  ``*.toplevel.qrels`` and ``*.article.qrels``): ``hierarchical`` (the default) — a passage is
+  relevant to the exact heading it sits under; ``toplevel`` — to every heading inside its top-level
+  section (parent, sub-sections and siblings under the same top-level heading count too);
+  ``article`` — to every heading of its article. Deviation: TREC CAR's toplevel and article qrels
+  judge only top-level headings (or pages) as queries; wiki-car keeps every heading as a query
+  and its one labelled positive under every flavour, so the flavours differ only in what counts
+  as relevant, and runs stay comparable. ``relation(data, qid, pid)`` names where a passage sits
+  relative to a query's heading (the study notebook counts mined negatives with it).
 """
 from __future__ import annotations
 
@@ -471,8 +480,15 @@ def build_wikicar(folder: Path, seed: int = 0) -> RetrievalData:
     return data
 
 
-def load_wikicar(seed: int = 0, rebuild: bool = False) -> RetrievalData:
-    """wiki-car from the cache (``$RETRLAB_HOME/wikicar-v1-seed{seed}``), built on first use."""
+def load_wikicar(seed: int = 0, rebuild: bool = False, qrels: str = "hierarchical") -> RetrievalData:
+    """wiki-car from the cache (``$RETRLAB_HOME/wikicar-v1-seed{seed}``), built on first use.
+
+    ``qrels`` picks the ground truth (module docstring): ``"hierarchical"`` (TREC CAR's default and
+    ours), ``"toplevel"`` or ``"article"``. Labels (``positives``) are the same under every flavour.
+    """
+    if qrels not in QRELS_FLAVOURS:
+        raise ValueError(f"qrels must be one of {QRELS_FLAVOURS}, got {qrels!r}")
+
     def build(folder: Path) -> None:
         print(f"Building wiki-car (seed {seed}) from the gensim Wikipedia sample, once ...",
               end=" ", flush=True)
@@ -480,7 +496,64 @@ def load_wikicar(seed: int = 0, rebuild: bool = False) -> RetrievalData:
         build_wikicar(folder, seed)
         print(f"done in {time.perf_counter() - start:.1f} s")
 
-    return RetrievalData.load(cached_dir(f"wikicar-{VERSION}-seed{seed}", build, rebuild=rebuild))
+    data = RetrievalData.load(cached_dir(f"wikicar-{VERSION}-seed{seed}", build, rebuild=rebuild))
+    return data if qrels == "hierarchical" else with_qrels_flavour(data, qrels)
+
+
+# --- 8b. where a passage sits relative to a query's heading; the qrels flavours -----------------
+QRELS_FLAVOURS = ("hierarchical", "toplevel", "article")
+RELATIONS = ("relevant", "lead", "parent", "child", "sibling", "other-section", "other-article")
+
+
+def heading_of(data: RetrievalData, pid: str) -> tuple[str, ...]:
+    """A passage's heading path, e.g. ``("Apollo", "Roman cult", "Festivals")``; the lead is ``("Apollo",)``."""
+    return tuple(data.corpus[pid]["section"].split(" / "))
+
+
+def query_heading(data: RetrievalData, qid: str) -> tuple[str, ...]:
+    """A query's heading path: the heading of its labelled positive (a heading may contain " / ")."""
+    return heading_of(data, data.positives[qid][0])
+
+
+def relation(data: RetrievalData, qid: str, pid: str) -> str:
+    """Where passage ``pid`` sits relative to query ``qid``'s heading (one of ``RELATIONS``).
+
+    ``relevant`` (in the qrels), then by heading path: ``lead`` (the article's opening), ``parent``
+    (a heading above the query's), ``child`` (a sub-section of it), ``sibling`` (another heading under
+    the same top-level section), ``other-section`` of the same article, ``other-article``.
+    """
+    if data.qrels[qid].get(pid, 0) > 0:
+        return "relevant"
+    query, passage = query_heading(data, qid), heading_of(data, pid)
+    if passage[0] != query[0]:
+        return "other-article"
+    if len(passage) == 1:
+        return "lead"
+    if len(passage) < len(query) and query[:len(passage)] == passage:
+        return "parent"
+    if len(passage) > len(query) and passage[:len(query)] == query:
+        return "child"
+    return "sibling" if passage[:2] == query[:2] else "other-section"
+
+
+def flavour_qrels(data: RetrievalData, flavour: str) -> dict[str, dict[str, int]]:
+    """The qrels of every query under ``flavour`` (a superset of the hierarchical qrels)."""
+    if flavour not in QRELS_FLAVOURS:
+        raise ValueError(f"qrels flavour must be one of {QRELS_FLAVOURS}, got {flavour!r}")
+    width = {"hierarchical": None, "toplevel": 2, "article": 1}[flavour]
+    if width is None:
+        return {q: dict(rels) for q, rels in data.qrels.items()}
+    under: dict[tuple[str, ...], list[str]] = {}  # heading prefix -> passages below it
+    for pid in data.corpus:
+        under.setdefault(heading_of(data, pid)[:width], []).append(pid)
+    return {q: {**{p: 1 for p in under.get(query_heading(data, q)[:width], [])}, **rels}
+            for q, rels in data.qrels.items()}
+
+
+def with_qrels_flavour(data: RetrievalData, flavour: str) -> RetrievalData:
+    """A copy of wiki-car whose ground truth is ``flavour``'s (labels and splits unchanged)."""
+    return RetrievalData(f"{data.name}-{flavour}", data.corpus, data.queries, flavour_qrels(data, flavour),
+                         data.positives, data.splits, data.split_pids)
 
 
 def article_links(data: RetrievalData) -> dict[str, set[str]]:

@@ -1,0 +1,46 @@
+"""The precision policy: parsing, hardware detection, and what bf16 does to embeddings and scores."""
+import pytest
+import torch
+
+from retrlab import precision
+
+
+def test_policy_defaults_to_auto_and_names_bad_values(monkeypatch):
+    monkeypatch.delenv("RETRLAB_PRECISION", raising=False)
+    assert precision.requested_precision() == "auto"
+    monkeypatch.setenv("RETRLAB_PRECISION", " BF16 ")
+    assert precision.requested_precision() == "bf16"
+    monkeypatch.setenv("RETRLAB_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="RETRLAB_PRECISION must be one of"):
+        precision.requested_precision()
+
+
+def test_cpu_flags_decide_native_bf16(tmp_path):
+    with_bf16, without = tmp_path / "a", tmp_path / "b"
+    with_bf16.write_text("flags\t: fpu sse avx2 avx512f avx512_bf16\n")
+    without.write_text("flags\t: fpu sse avx2\n")
+    assert precision.cpu_has_native_bf16(str(with_bf16))
+    assert not precision.cpu_has_native_bf16(str(without))
+
+
+def test_auto_follows_the_hardware_and_explicit_values_win(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    monkeypatch.setenv("RETRLAB_PRECISION", "auto")
+    assert precision.forward_precision("cpu") == "fp32"
+    assert isinstance(precision.autocast("cpu"), type(precision.contextlib.nullcontext()))
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert precision.forward_precision("cpu") == "bf16"
+    monkeypatch.setenv("RETRLAB_PRECISION", "fp32")
+    assert precision.forward_precision("cpu") == "fp32"
+
+
+def test_bf16_autocast_rounds_scores_that_fp32_keeps(monkeypatch):
+    """Two cosines 0.001 apart collapse to one bf16 value: why scores must be computed in float32."""
+    monkeypatch.setenv("RETRLAB_PRECISION", "bf16")
+    q = torch.tensor([[1.0, 0.0]])
+    p = torch.tensor([[0.7000, 0.7141], [0.7010, 0.7132]])
+    with precision.autocast("cpu"):
+        rounded = q @ p.T
+    assert rounded.dtype == torch.bfloat16 and rounded[0, 0] == rounded[0, 1]
+    exact = q.float() @ p.float().T
+    assert exact[0, 1] - exact[0, 0] == pytest.approx(0.001, abs=1e-6)
