@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrlab.cache import atomic_write_json, cached_dir, home, load_json
+from retrlab.cache import atomic_write_json, cached_dir, home, intact, load_json, seal
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.pool import CandidatePool, bm25_pool, dense_pool
@@ -113,13 +113,13 @@ def warmup_pool(data: RetrievalData, depth: int = 200, *, smoke: bool,
     """
     budget = budget or warmup_budget(smoke)
     path = home() / "pools" / f"warmup-{fingerprint(data)}-{budget.key()}-d{depth}.json"
-    if path.exists():
+    if intact(path):
         return load_pool(path)
     model = warmup_retriever(data, smoke=smoke, budget=budget)
     print(f"mining the warm-up pool: top-{depth} of {len(data.search_pids('train'))} train passages "
           f"for {len(data.qids('train'))} queries; cached for later calls")
     pool = dense_pool(model, data, "train", depth=depth, source="warm-up")
-    save_pool(pool, path)
+    seal(save_pool(pool, path))
     return pool
 
 

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 
 
 def _load_data(args):
@@ -38,6 +39,13 @@ def cmd_eval(args) -> int:
     from retrlab.metrics import metrics_table, write_trec_run
 
     data = _load_data(args)
+    tag = "_".join(args.model.split())  # a model folder's path may hold spaces; a TREC tag may not
+    if args.run_file:  # a run file that cannot be written fails now, not after the evaluation
+        from retrlab.cache import check_writable
+        from retrlab.metrics import check_trec_fields
+
+        check_writable(args.run_file)
+        check_trec_fields(tag, data.qids(args.split), data.search_pids(args.split))
     started = time.perf_counter()
     if args.model == "bm25":
         run = bm25_run(data, args.split, k=100)
@@ -49,7 +57,7 @@ def cmd_eval(args) -> int:
     print(metrics_table({f"{args.model} ({args.split})": results}))
     print(f"({len(run)} queries, {time.perf_counter() - started:.1f} s)")
     if args.run_file:
-        write_trec_run(run, args.run_file, tag=args.model)
+        write_trec_run(run, args.run_file, tag=tag)
         print(f"run written to {args.run_file}")
     if args.json:
         print(json.dumps(results))
@@ -167,13 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"retrlab: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"retrlab: error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():  # one line per warning, not the source line that raised it
+        warnings.showwarning = _show_warning
+        try:
+            return args.fn(args)
+        except (OSError, ValueError, KeyError) as err:  # OSError: the cache folder, a file to write
+            print(f"retrlab: error: {err}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import hashlib
 import numpy as np
 
 from retrlab.bm25 import BM25
-from retrlab.cache import home
+from retrlab.cache import home, intact, seal
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.index import FlatIndex
@@ -32,20 +32,30 @@ def cached_corpus_embeddings(model: BiEncoder, model_key: str, data: RetrievalDa
     fingerprint = hashlib.sha1("\n".join(data.passage_texts(pids)).encode()).hexdigest()[:12]
     settings = f"{model.pooling}-{model.normalize}-{model.passage_max_length}"
     path = home() / "embeddings" / f"{model_key}-{settings}-{fingerprint}.npy"
-    if path.exists():
+    if intact(path):
         return np.load(path)
     vectors = encode_corpus(model, data, pids)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, vectors)
     tmp.replace(path)  # atomic: a killed encode never leaves a truncated .npy behind
+    seal(path)
     return vectors
+
+
+def split_to_search(data: RetrievalData, split: str) -> tuple[list[str], list[str]]:
+    """The queries of ``split`` and the passages they search; a split with no query is an error."""
+    qids = data.qids(split)
+    if not qids:
+        raise ValueError(f"split {split!r} of {data.name} has no query to evaluate (none has a "
+                         f"relevant passage in its qrels)")
+    return qids, data.search_pids(split)
 
 
 def dense_run(model: BiEncoder, data: RetrievalData, split: str, k: int = 100,
               passage_vectors: np.ndarray | None = None, progress: bool = True) -> dict:
     """Retrieve the top-``k`` of ``data.search_pids(split)`` for every query of ``split``."""
-    qids, pids = data.qids(split), data.search_pids(split)
+    qids, pids = split_to_search(data, split)
     if passage_vectors is None:
         passage_vectors = encode_corpus(model, data, pids, progress)
     query_vectors = model.encode_queries(data.query_texts(qids))
@@ -54,7 +64,7 @@ def dense_run(model: BiEncoder, data: RetrievalData, split: str, k: int = 100,
 
 
 def bm25_run(data: RetrievalData, split: str, k: int = 100) -> dict:
-    qids, pids = data.qids(split), data.search_pids(split)
+    qids, pids = split_to_search(data, split)
     scores, rows = BM25(data.passage_texts(pids)).search(data.query_texts(qids), k)
     return run_from_arrays(qids, pids, scores, rows)
 

@@ -239,6 +239,21 @@ def run_from_arrays(
 
 
 # --- TREC run files --------------------------------------------------------------------------
+def check_trec_fields(tag: str, qids: Iterable[str] = (), pids: Iterable[str] = ()) -> None:
+    """Raise ``ValueError`` naming the first tag, qid or pid a TREC run line cannot hold.
+
+    A run line is split on whitespace, so each field must be non-empty and free of it. The command
+    line calls this before a long evaluation whose run is to be written.
+    """
+    if not isinstance(tag, str) or not tag or any(c.isspace() for c in tag):
+        raise ValueError(f"tag must be a non-empty string without whitespace, got {tag!r}")
+    for name, values in (("qid", qids), ("pid", pids)):
+        for value in values:
+            if not value or any(c.isspace() for c in value):
+                raise ValueError(f"{name} {value!r} is empty or contains whitespace: a TREC run "
+                                 f"file cannot hold it")
+
+
 def write_trec_run(
     run: Mapping[str, Mapping[str, float]],
     path: str | Path,
@@ -248,55 +263,70 @@ def write_trec_run(
     """Write ``qid Q0 pid rank score tag`` lines (queries sorted, each in trec_eval order), atomically.
 
     ``depth`` keeps only the top ``depth`` documents per query. Scores are written with ``repr`` so
-    that :func:`read_trec_run` gives back exactly the same floats.
+    that :func:`read_trec_run` gives back exactly the same floats; an infinite score, which it
+    would refuse, is refused here.
     """
     _check_run(run)
     if depth is not None:
         _check_k(depth)
-    if not tag or any(c.isspace() for c in tag):
-        raise ValueError(f"tag must be a non-empty string without whitespace, got {tag!r}")
+    check_trec_fields(tag, run, (pid for scores in run.values() for pid in scores))
     lines = []
     for qid in sorted(run):
         for i, pid in enumerate(rank(run[qid])[:depth], start=1):
-            for name, value in (("qid", qid), ("pid", pid)):
-                if not value or any(c.isspace() for c in value):
-                    raise ValueError(f"{name} {value!r} is empty or contains whitespace")
+            if not math.isfinite(run[qid][pid]):
+                raise ValueError(f"score of qid {qid!r} pid {pid!r} is {run[qid][pid]}: not a finite number")
             lines.append(f"{qid} Q0 {pid} {i} {float(run[qid][pid])!r} {tag}\n")
     return atomic_write_text(path, "".join(lines))
+
+
+def _trec_lines(path: str | Path) -> Iterable[tuple[str, str]]:
+    """(``file:line``, line) for each non-blank line, decoded one by one.
+
+    A byte that is not UTF-8 is reported with its line (a text-mode file decodes ahead in blocks);
+    a UTF-8 byte-order mark at the start is dropped, as the BEIR loader does.
+    """
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start} of the line)") from None
+            if line.strip():
+                yield where, line
 
 
 def read_trec_run(path: str | Path) -> Run:
     """Read a TREC run file (``qid Q0 pid rank score tag`` per line) into ``{qid: {pid: score}}``.
 
     The rank column is checked to be an integer but otherwise ignored, as trec_eval does: order
-    comes from the scores. Blank lines are skipped; anything else malformed raises ``ValueError``
-    naming the file and line.
+    comes from the scores. Blank lines are skipped; anything else malformed (bad UTF-8, a score that
+    is NaN or infinite, such as ``inf`` or ``1e400``) raises ``ValueError`` naming the file and line.
+    A file with no run line at all is an error too: it would evaluate to zeros without a word.
     """
     run: Run = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            fields = line.split()
-            if len(fields) != 6:
-                raise ValueError(
-                    f"{where}: expected 6 fields 'qid Q0 pid rank score tag', got {len(fields)}: "
-                    f"{line.rstrip()!r}"
-                )
-            qid, _, pid, rank_str, score_str, _ = fields
-            try:
-                int(rank_str)
-                score = float(score_str)
-            except ValueError:
-                raise ValueError(
-                    f"{where}: rank must be an integer and score a number: {line.rstrip()!r}"
-                ) from None
-            if math.isnan(score):
-                raise ValueError(f"{where}: score of qid {qid!r} pid {pid!r} is NaN")
-            if pid in run.setdefault(qid, {}):
-                raise ValueError(f"{where}: pid {pid!r} appears twice for qid {qid!r}")
-            run[qid][pid] = score
+    for where, line in _trec_lines(path):
+        fields = line.split()
+        if len(fields) != 6:
+            raise ValueError(
+                f"{where}: expected 6 fields 'qid Q0 pid rank score tag', got {len(fields)}: "
+                f"{line.rstrip()!r}"
+            )
+        qid, _, pid, rank_str, score_str, _ = fields
+        try:
+            int(rank_str)
+            score = float(score_str)
+        except ValueError:
+            raise ValueError(
+                f"{where}: rank must be an integer and score a number: {line.rstrip()!r}"
+            ) from None
+        if not math.isfinite(score):
+            raise ValueError(f"{where}: score {score_str!r} of qid {qid!r} pid {pid!r} is not a finite number")
+        if pid in run.setdefault(qid, {}):
+            raise ValueError(f"{where}: pid {pid!r} appears twice for qid {qid!r}")
+        run[qid][pid] = score
+    if not run:
+        raise ValueError(f"{path}: the run file is empty (no 'qid Q0 pid rank score tag' line)")
     return run
 
 

@@ -26,14 +26,15 @@ import numpy as np
 import pytest
 import torch
 
-from retrlab.cache import cached_dir
-from retrlab.data.beir import DataFormatError, load_beir
+from retrlab.cache import CacheError, cached_dir, check_writable, home, load_json
+from retrlab.data.beir import ChecksumError, DataFormatError, download_beir, load_beir
 from retrlab.data.dataset import RetrievalData
 from retrlab.distributed import cross_batch_step
 from retrlab.encoders import BiEncoder
 from retrlab.index import FlatIndex
 from retrlab.losses import listwise_loss
-from retrlab.metrics import evaluate, recall
+from retrlab.evaluation import bm25_run, dense_run
+from retrlab.metrics import check_trec_fields, evaluate, read_trec_run, recall, write_trec_run
 from retrlab.negatives.simans import sample_without_replacement, simans_negatives, simans_weights
 from retrlab.negatives.uniform import random_negatives, uniform_from_pool
 from retrlab.pool import pool_from_ranking
@@ -96,6 +97,32 @@ def short_train(ctx, step_fn=None, **kwargs):
 
 def explorer(ctx, **kwargs) -> SimilarityExplorer:
     return SimilarityExplorer(ctx.pool, ctx.data, **kwargs)
+
+
+def trec(ctx, raw: bytes):
+    (ctx.tmp / "run.trec").write_bytes(raw)
+    return read_trec_run(ctx.tmp / "run.trec")
+
+
+def home_at(ctx, path: Path) -> Path:
+    ctx.setenv("RETRLAB_HOME", str(path))
+    return home()
+
+
+def a_file(ctx) -> Path:
+    (ctx.tmp / "a-file").write_text("not a folder")
+    return ctx.tmp / "a-file"
+
+
+def saved_data(ctx, name: str, text: str) -> RetrievalData:
+    """The toy data saved to a folder, one of its JSON files replaced by ``text``, and loaded."""
+    folder = ctx.data.save(ctx.tmp / "saved")
+    (folder / name).write_text(text)
+    return RetrievalData.load(folder)
+
+
+def grade0_test_split(ctx) -> RetrievalData:
+    return beir(ctx, test=_tsv(["q1\td3\t0", "q2\td1\t0"]))
 
 
 CORPUS_HEAD = _jsonl(CORPUS)
@@ -294,6 +321,49 @@ CASES = [
     Case("board-smooth-0", lambda c: TrainingBoard(smooth=0), ValueError, r"smooth .* must be >= 1, got 0"),
     Case("board-no-names", lambda c: TrainingBoard(names=()), ValueError, r"names is empty"),
     Case("board-hook-0", lambda c: TrainingBoard().hook(0), ValueError, r"every must be >= 1, got 0"),
+    # --- TREC run files: encoding, empty files, scores that are not finite, fields checked first --
+    Case("trec-bad-utf8", lambda c: trec(c, b"q1 Q0 d1 1 0.9 t\nq1 Q0 d\xff2 2 0.5 t\n"),
+         ValueError, r"run\.trec:2: not UTF-8 text \(invalid start byte at byte 7 of the line\)"),
+    Case("trec-empty-file", lambda c: trec(c, b""), ValueError, r"run\.trec: the run file is empty"),
+    Case("trec-blank-file", lambda c: trec(c, b"\n  \n"), ValueError, r"run\.trec: the run file is empty"),
+    Case("trec-inf-score", lambda c: trec(c, b"q1 Q0 d1 1 inf t\n"),
+         ValueError, r"run\.trec:1: score 'inf' of qid 'q1' pid 'd1' is not a finite number"),
+    Case("trec-1e400-score", lambda c: trec(c, b"q1 Q0 d1 1 0.5 t\nq1 Q0 d2 2 1e400 t\n"),
+         ValueError, r"run\.trec:2: score '1e400' of qid 'q1' pid 'd2' is not a finite number"),
+    Case("trec-minus-inf-score", lambda c: trec(c, b"q1 Q0 d1 1 -inf t\n"),
+         ValueError, r"run\.trec:1: score '-inf'"),
+    Case("trec-write-inf", lambda c: write_trec_run({"q": {"a": math.inf}}, c.tmp / "w.trec"),
+         ValueError, r"score of qid 'q' pid 'a' is inf: not a finite number"),
+    Case("trec-tag-whitespace", lambda c: check_trec_fields("my model"),
+         ValueError, r"tag must be a non-empty string without whitespace, got 'my model'"),
+    Case("trec-pid-whitespace", lambda c: check_trec_fields("t", ["q1"], ["d1", "d 2"]),
+         ValueError, r"pid 'd 2' is empty or contains whitespace: a TREC run file cannot hold it"),
+    Case("run-file-is-a-folder", lambda c: check_writable(c.tmp), IsADirectoryError, r"is a folder"),
+    Case("run-file-under-a-file", lambda c: check_writable(a_file(c) / "run.trec"),
+         NotADirectoryError, r"cannot write there: .*a-file is a file, not a folder"),
+    # --- the cache folder and its JSON ----------------------------------------------------------
+    Case("home-is-a-file", lambda c: home_at(c, a_file(c)), CacheError, r"RETRLAB_HOME=.*a-file is a file"),
+    Case("home-missing-parent", lambda c: home_at(c, c.tmp / "typo" / "home"),
+         CacheError, r"RETRLAB_HOME=.*typo/home: its parent .*typo is not an existing folder"),
+    Case("home-under-a-file", lambda c: home_at(c, a_file(c) / "home"),
+         CacheError, r"its parent .*a-file is not an existing folder"),
+    Case("saved-data-empty-meta", lambda c: saved_data(c, "meta.json", ""),
+         ValueError, r"meta\.json is not valid JSON: it is empty"),
+    Case("saved-data-truncated-corpus", lambda c: saved_data(c, "corpus.json", '{"c1": {"title": "Ca'),
+         ValueError, r"corpus\.json is not valid JSON: Unterminated string .* line 1"),
+    Case("json-not-utf8", lambda c: (c.tmp / "x.json").write_bytes(b'{"a": "\xff"}') and load_json(c.tmp / "x.json"),
+         ValueError, r"x\.json is not UTF-8 text"),
+    # --- BEIR: a split judged only 0, a query in two splits, a download with no checksum --------
+    Case("beir-grade0-split-bm25", lambda c: bm25_run(grade0_test_split(c), "test"),
+         ValueError, r"split 'test' of beir\d+ has no query to evaluate"),
+    Case("beir-grade0-split-dense", lambda c: dense_run(tiny_model(), grade0_test_split(c), "test"),
+         ValueError, r"split 'test' of beir\d+ has no query to evaluate"),
+    Case("beir-query-in-two-splits", lambda c: beir(c, dev=_tsv(["q1\td3\t1"])),
+         DataFormatError, r"test\.tsv:3: query 'q1' is also judged in .*dev\.tsv: a query belongs to one split"),
+    Case("beir-query-in-two-splits-grade0", lambda c: beir(c, dev=_tsv(["q3\td3\t1", "q2\td5\t0"])),
+         DataFormatError, r"test\.tsv:2: query 'q2' is also judged in .*dev\.tsv"),
+    Case("beir-download-unknown-md5", lambda c: download_beir("my-set", dest=c.tmp, base_url="http://127.0.0.1:9"),
+         ChecksumError, r"no known md5 for BEIR dataset 'my-set': pass md5=.* or verify=False"),
     # --- cache names -------------------------------------------------------------------------
     Case("cache-name-escapes", lambda c: cached_dir("../outside", lambda f: None), ValueError, r"cache name must be"),
     Case("cache-name-absolute", lambda c: cached_dir("/tmp/x", lambda f: None), ValueError, r"cache name must be"),
@@ -303,7 +373,7 @@ CASES = [
 @pytest.fixture
 def ctx(toy_data, tmp_path, monkeypatch) -> SimpleNamespace:
     monkeypatch.setenv("RETRLAB_HOME", str(tmp_path / "home"))
-    return SimpleNamespace(data=toy_data, tmp=tmp_path, pool=toy_pool(toy_data))
+    return SimpleNamespace(data=toy_data, tmp=tmp_path, pool=toy_pool(toy_data), setenv=monkeypatch.setenv)
 
 
 def test_the_suite_is_large_and_its_ids_unique():
@@ -369,7 +439,7 @@ def test_a_killed_build_leaves_nothing_half_written_and_rebuilds(tmp_path, monke
     assert len(leftovers) == 1 and [f.name for f in leftovers[0].iterdir()] == ["part1.txt"]
     monkeypatch.setenv("RETRLAB_HOME", str(home))
     folder = cached_dir("slow-thing", lambda f: (f / "all.txt").write_text("complete"))
-    assert sorted(p.name for p in folder.iterdir()) == ["all.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["all.txt", "retrlab-manifest.json"]
     assert [p.name for p in home.iterdir()] == ["slow-thing"]  # the dead build's folder is gone
 
 

@@ -86,7 +86,8 @@ def test_load_only_requested_splits(tiny: Path) -> None:
 
 def test_query_with_only_zero_grades_is_not_in_split(tmp_path: Path) -> None:
     folder = write_beir(tmp_path / "t", dev=_tsv(["q3\td4\t0"]))
-    data = load_beir(folder)
+    with pytest.warns(UserWarning, match=r"dev\.tsv: no row has a score > 0, so split 'dev' is empty"):
+        data = load_beir(folder)
     assert data.splits["dev"] == []
     assert "q3" not in data.qrels and "q3" not in data.positives
 
@@ -299,11 +300,19 @@ def test_wrong_md5_leaves_nothing(server: _Server, tiny_zip: bytes, tmp_path: Pa
     assert list(dest.iterdir()) == []
 
 
-def test_unknown_md5_warns_with_computed_sum(server: _Server, tiny_zip: bytes,
-                                             tmp_path: Path) -> None:
+def test_unknown_md5_is_refused_before_the_download(server: _Server, tiny_zip: bytes,
+                                                    tmp_path: Path) -> None:
     server.files["/tiny.zip"] = tiny_zip
-    with pytest.warns(UserWarning, match=_md5(tiny_zip)):
-        folder = download_beir("tiny", dest=tmp_path, base_url=server.url)
+    with pytest.raises(ChecksumError, match=r"no known md5 for BEIR dataset 'tiny': pass md5=.* or verify=False"):
+        download_beir("tiny", dest=tmp_path / "d", base_url=server.url)
+    assert server.requests == [] and not (tmp_path / "d").exists()
+
+
+def test_verify_false_downloads_unchecked_and_warns_with_computed_sum(server: _Server, tiny_zip: bytes,
+                                                                     tmp_path: Path) -> None:
+    server.files["/tiny.zip"] = tiny_zip
+    with pytest.warns(UserWarning, match=f"downloaded unchecked .* its md5 is {_md5(tiny_zip)}"):
+        folder = download_beir("tiny", dest=tmp_path, base_url=server.url, verify=False)
     assert (folder / "corpus.jsonl").is_file()
 
 
@@ -325,6 +334,33 @@ def test_zip_slip_is_rejected(server: _Server, tmp_path: Path) -> None:
         download_beir("evil", dest=dest, base_url=server.url, md5=_md5(body))
     assert list(dest.iterdir()) == []
     assert not (tmp_path / "evil").exists()
+
+
+def test_a_zip_bomb_is_refused_before_extraction(server: _Server, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb/corpus.jsonl", bytes(4 * 2**20))  # 4 MiB of zeros, ~4 KB compressed
+    body = buf.getvalue()
+    assert len(body) < 2**14
+    server.files["/bomb.zip"] = body
+    dest = tmp_path / "cache"
+    with pytest.raises(DownloadError, match=r"would unpack to 4,194,304 bytes, more than the limit of 1,048,576"):
+        download_beir("bomb", dest=dest, base_url=server.url, md5=_md5(body), max_bytes=2**20)
+    assert list(dest.iterdir()) == []
+    folder = download_beir("bomb", dest=dest, base_url=server.url, md5=_md5(body))  # the default cap: 20 GiB
+    assert (folder / "corpus.jsonl").stat().st_size == 4 * 2**20
+
+
+def test_an_archive_of_too_many_files_is_refused(server: _Server, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(11):
+            zf.writestr(f"many/f{i}.txt", "x")
+    body = buf.getvalue()
+    server.files["/many.zip"] = body
+    with pytest.raises(DownloadError, match=r"zip archive has 11 members, more than the limit of 10"):
+        download_beir("many", dest=tmp_path, base_url=server.url, md5=_md5(body), max_members=10)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_not_a_zip(server: _Server, tmp_path: Path) -> None:

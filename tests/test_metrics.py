@@ -279,11 +279,11 @@ def test_run_from_arrays():
 
 # --- TREC run files ----------------------------------------------------------------------------
 def test_trec_run_round_trip(tmp_path):
-    run = {"q2": {"d10": 0.1, "d9": 0.1, "x": 1e-5}, "q1": {"a": float("inf"), "b": -3.25}}
+    run = {"q2": {"d10": 0.1, "d9": 0.1, "x": 1e-5}, "q1": {"a": 1e300, "b": -3.25}}
     path = write_trec_run(run, tmp_path / "sub" / "run.trec", tag="exp1")
     lines = path.read_text().splitlines()
     assert lines == [
-        "q1 Q0 a 1 inf exp1",
+        "q1 Q0 a 1 1e+300 exp1",
         "q1 Q0 b 2 -3.25 exp1",
         "q2 Q0 d9 1 0.1 exp1",
         "q2 Q0 d10 2 0.1 exp1",
@@ -293,7 +293,7 @@ def test_trec_run_round_trip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["run.trec"]  # no temporary left behind
 
     write_trec_run(run, path, depth=1)
-    assert read_trec_run(path) == {"q1": {"a": float("inf")}, "q2": {"d9": 0.1}}
+    assert read_trec_run(path) == {"q1": {"a": 1e300}, "q2": {"d9": 0.1}}
 
 
 def test_write_trec_run_rejects_whitespace_ids(tmp_path):
@@ -309,7 +309,7 @@ def test_write_trec_run_rejects_whitespace_ids(tmp_path):
         ("q1 Q0 d1 1 0.5", "expected 6 fields"),
         ("q1 Q0 d1 one 0.5 tag", "rank must be an integer"),
         ("q1 Q0 d1 1 high tag", "score a number"),
-        ("q1 Q0 d1 1 nan tag", "NaN"),
+        ("q1 Q0 d1 1 nan tag", "score 'nan' of qid 'q1' pid 'd1' is not a finite number"),
         ("q1 Q0 d0 2 0.5 tag", "appears twice"),
     ],
 )

@@ -15,7 +15,13 @@ BEIR's relevance judgements are the whole truth we have, so there are no hidden 
 ``qrels[qid]`` as relevant, they are validated but left out of both.
 
 :func:`download_beir` fetches one of the official zips, checks its md5 against the sum BEIR
-publishes and extracts it atomically into the retrlab cache.
+publishes and extracts it atomically into the retrlab cache. Two rules keep a download from doing
+harm: a dataset whose md5 is not known (not in :data:`KNOWN_MD5`, no ``md5=`` given) is refused
+before anything is fetched unless the caller opts out with ``verify=False``; and an archive whose
+members would unpack to more than :data:`MAX_EXTRACT_BYTES` (20 GiB; BEIR's largest zip here,
+msmarco, unpacks to about 3 GB) or hold more than :data:`MAX_MEMBERS` (10,000) files is refused
+before extraction (a "zip bomb"). ``zipfile`` never writes more than a member's declared size (a
+member that inflates beyond it fails its CRC check), so the declared sizes can be trusted.
 """
 from __future__ import annotations
 
@@ -55,6 +61,8 @@ KNOWN_MD5: dict[str, str] = {
 }
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
+MAX_EXTRACT_BYTES = 20 * 2**30  # total uncompressed size of an archive's members
+MAX_MEMBERS = 10_000  # files and folders in one archive
 
 
 class DataFormatError(ValueError):
@@ -89,8 +97,12 @@ def load_beir(folder: str | Path, splits: tuple[str, ...] | list[str] = SPLITS) 
                                 f"(expected e.g. {folder / 'qrels' / 'test.tsv'})")
     qrels: dict[str, dict[str, int]] = {}
     split_qids: dict[str, list[str]] = {}
+    judged_in: dict[str, Path] = {}  # qid -> the qrels file that judged it first
     for split, path in qrel_files.items():
-        split_qids[split] = _read_qrels(path, queries, corpus, qrels)
+        split_qids[split] = _read_qrels(path, queries, corpus, qrels, judged_in)
+        if not split_qids[split]:
+            warnings.warn(f"{path}: no row has a score > 0, so split {split!r} is empty (a score of 0 "
+                          f"means judged not relevant)", stacklevel=2)
     positives = {qid: list(grades) for qid, grades in qrels.items()}
     return RetrievalData(folder.name, corpus, queries, qrels, positives, split_qids)
 
@@ -203,8 +215,12 @@ def _is_int(text: str) -> bool:
 
 
 def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, dict],
-                qrels: dict[str, dict[str, int]]) -> list[str]:
-    """Add the relevant (score > 0) rows of ``path`` to ``qrels``; return the split's qids."""
+                qrels: dict[str, dict[str, int]], judged_in: dict[str, Path]) -> list[str]:
+    """Add the relevant (score > 0) rows of ``path`` to ``qrels``; return the split's qids.
+
+    A query judged in another split's file too is an error (``judged_in`` remembers where each
+    query was judged): merging the two would evaluate a split on judgements of another.
+    """
     qids: dict[str, None] = {}  # an ordered set
     for lineno, qid, pid, score in _qrels_rows(path):
         if qid not in queries:
@@ -213,6 +229,9 @@ def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, dict],
         if pid not in corpus:
             raise DataFormatError(f"{path}:{lineno}: unknown corpus id {pid!r} "
                                   f"(not in corpus.jsonl)")
+        if judged_in.setdefault(qid, path) != path:
+            raise DataFormatError(f"{path}:{lineno}: query {qid!r} is also judged in {judged_in[qid]}: "
+                                  f"a query belongs to one split")
         if score <= 0:
             continue
         grades = qrels.setdefault(qid, {})
@@ -226,29 +245,35 @@ def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, dict],
 
 # --- downloading ------------------------------------------------------------------------------
 def download_beir(name: str, dest: str | Path | None = None, *, base_url: str = BEIR_URL,
-                  md5: str | None = None, timeout: float = 30) -> Path:
+                  md5: str | None = None, verify: bool = True, timeout: float = 30,
+                  max_bytes: int = MAX_EXTRACT_BYTES, max_members: int = MAX_MEMBERS) -> Path:
     """Download ``{base_url}/{name}.zip`` and extract it to ``dest/name`` (default: the cache).
 
     Returns the folder at once, without network, if it already exists. The zip's md5 is checked
-    against ``md5`` (default: :data:`KNOWN_MD5`; when neither knows the dataset, the computed
-    sum is reported in a warning). The download and extraction happen under temporary names in
-    ``dest``: on any failure nothing is left behind.
+    against ``md5`` (default: :data:`KNOWN_MD5`). A dataset with no known md5 is refused before
+    the download unless ``md5`` is given or ``verify=False`` (then nothing is checked and the
+    computed sum is reported in a warning). An archive larger than ``max_bytes`` unpacked, or with
+    more than ``max_members`` entries, is refused. The download and extraction happen under
+    temporary names in ``dest``: on any failure nothing is left behind.
     """
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise ValueError(f"invalid BEIR dataset name {name!r}")
+    expected = (md5 or KNOWN_MD5.get(name)) if verify else None
+    if verify and expected is None:
+        raise ChecksumError(f"no known md5 for BEIR dataset {name!r}: pass md5='...' (the sum its "
+                            f"publisher gives), or verify=False to download it unchecked")
     dest = Path(dest) if dest is not None else cache.home() / "beir"
     final = dest / name
     if final.is_dir():
         return final
     dest.mkdir(parents=True, exist_ok=True)
-    expected = md5 or KNOWN_MD5.get(name)
     fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".zip.part")
     os.close(fd)
     tmp_zip = Path(tmp_name)
     try:
         got = _fetch(f"{base_url.rstrip('/')}/{name}.zip", tmp_zip, timeout)
         _verify_md5(name, expected, got)
-        return _extract_into_place(tmp_zip, name, final)
+        return _extract_into_place(tmp_zip, name, final, max_bytes, max_members)
     finally:
         tmp_zip.unlink(missing_ok=True)
 
@@ -276,25 +301,34 @@ def _fetch(url: str, path: Path, timeout: float) -> str:
 
 def _verify_md5(name: str, expected: str | None, got: str) -> None:
     if expected is None:
-        warnings.warn(f"no known md5 for BEIR dataset {name!r}; the download's md5 is {got} "
+        warnings.warn(f"BEIR dataset {name!r} downloaded unchecked (verify=False); its md5 is {got} "
                       f"(pass md5={got!r} to check it next time)", stacklevel=3)
     elif expected.lower() != got:
         raise ChecksumError(f"md5 mismatch for {name}.zip: expected {expected}, got {got}")
 
 
-def _safe_members(zf: zipfile.ZipFile, root: Path) -> list[zipfile.ZipInfo]:
-    """The archive's members, after checking that none would land outside ``root``."""
+def _safe_members(zf: zipfile.ZipFile, root: Path, max_bytes: int, max_members: int) -> list[zipfile.ZipInfo]:
+    """The archive's members, after checking that none would land outside ``root`` and that they
+    are not too many or too large unpacked."""
+    members = zf.infolist()
+    if len(members) > max_members:
+        raise DownloadError(f"zip archive has {len(members)} members, more than the limit of "
+                            f"{max_members}: refused")
+    total = sum(info.file_size for info in members)
+    if total > max_bytes:
+        raise DownloadError(f"zip archive would unpack to {total:,} bytes, more than the limit of "
+                            f"{max_bytes:,}: refused (pass max_bytes= to allow more)")
     root = root.resolve()
-    for info in zf.infolist():
+    for info in members:
         parts = PurePosixPath(info.filename.replace("\\", "/"))
         target = (root / parts).resolve()
         if parts.is_absolute() or ".." in parts.parts or not target.is_relative_to(root):
             raise DownloadError(f"unsafe path in zip archive: {info.filename!r} "
                                 f"escapes the extraction folder")
-    return zf.infolist()
+    return members
 
 
-def _extract_into_place(zip_path: Path, name: str, final: Path) -> Path:
+def _extract_into_place(zip_path: Path, name: str, final: Path, max_bytes: int, max_members: int) -> Path:
     """Extract into a temporary folder next to ``final``, then rename the dataset into place.
 
     BEIR zips hold one top folder named after the dataset; a zip with the files at its top
@@ -304,7 +338,7 @@ def _extract_into_place(zip_path: Path, name: str, final: Path) -> Path:
     try:
         try:
             with zipfile.ZipFile(zip_path) as zf:
-                zf.extractall(tmp_dir, members=_safe_members(zf, tmp_dir))
+                zf.extractall(tmp_dir, members=_safe_members(zf, tmp_dir, max_bytes, max_members))
         except zipfile.BadZipFile as e:
             raise DownloadError(f"{name}.zip is not a valid zip archive: {e}") from e
         root = tmp_dir / name if (tmp_dir / name).is_dir() else tmp_dir

@@ -576,7 +576,7 @@ def data_card(data: RetrievalData) -> dict:
     without article metadata counts each passage as its own article)."""
     article = {pid: doc.get("article", pid) for pid, doc in data.corpus.items()}
     titles = set(article.values())
-    relevant = [len(data.qrels[q]) for q in data.queries]
+    relevant = [len(rel) for rel in data.qrels.values()]  # judged queries (BEIR may list others)
     links = [t for doc in data.corpus.values() for t in doc.get("links", [])]
     return {
         "name": data.name,

@@ -66,7 +66,7 @@ class _FigureWidget(widgets.VBox):
         if not self._paused:
             self.update()
 
-    def _slider_set(self, slider: widgets.Widget, name: str, value) -> None:
+    def _check_value(self, slider: widgets.Widget, name: str, value) -> None:
         low, high = getattr(slider, "min", None), getattr(slider, "max", None)
         if low is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
             raise TypeError(f"{name} must be a number, got {value!r}")
@@ -74,18 +74,28 @@ class _FigureWidget(widgets.VBox):
             raise ValueError(f"{name}={value} is outside the slider's range [{low}, {high}]")
         if hasattr(slider, "options") and value not in [o[1] if isinstance(o, tuple) else o for o in slider.options]:
             raise ValueError(f"{name}={value!r} is not one of the choices {list(slider.options)}")
-        slider.value = value
 
     def set(self, **values) -> None:
-        """Set several controls at once (one redraw); unknown names and out-of-range values raise."""
+        """Set several controls at once (one redraw); unknown names and out-of-range values raise.
+
+        All or nothing: every value is checked before any is set, and a failure while setting puts
+        the old values back, so the controls never disagree with the figure.
+        """
         controls = self._controls()
         unknown = set(values) - set(controls)
         if unknown:
             raise ValueError(f"unknown control(s) {sorted(unknown)}; this widget has {sorted(controls)}")
+        for name, value in values.items():
+            self._check_value(controls[name], name, value)
+        before = {name: controls[name].value for name in values}
         self._paused = True
         try:
             for name, value in values.items():
-                self._slider_set(controls[name], name, value)
+                controls[name].value = value
+        except BaseException:
+            for name, value in before.items():
+                controls[name].value = value
+            raise
         finally:
             self._paused = False
         self.update()
@@ -212,11 +222,11 @@ class SimilarityExplorer(_FigureWidget):
             controls["ce_threshold"] = self.threshold
         return controls
 
-    def _slider_set(self, slider, name, value) -> None:
+    def _check_value(self, slider, name, value) -> None:
         if name == "qid" and value not in [q for _, q in slider.options]:
             raise KeyError(f"query {value!r} is not among the explorer's {len(slider.options)} queries "
                            f"(e.g. {[q for _, q in slider.options[:3]]})")
-        super()._slider_set(slider, name, value)
+        super()._check_value(slider, name, value)
 
     @property
     def qid(self) -> str:
@@ -251,7 +261,7 @@ class SimilarityExplorer(_FigureWidget):
         ax.scatter(v.scores, jitter, c=colors, s=18, zorder=2)
         ax.scatter([v.positive_score], [0], marker="*", s=220, c=COLORS["labelled positive"], zorder=4,
                    edgecolors="black", label="labelled positive")
-        for y, rule in enumerate(rules, start=1):
+        for y, rule in enumerate(rules if len(v.pids) else [], start=1):  # a query may have no candidate
             p = v.probabilities[rule]
             size = 6 + 140 * p / p.max() if len(p) and p.max() > 0 else np.full(len(p), 6.0)
             picked = np.isin(v.pids, v.picks[rule])
@@ -262,7 +272,8 @@ class SimilarityExplorer(_FigureWidget):
                 dropped = ~v.kept[rule]
                 ax.scatter(v.scores[dropped], y + jitter[dropped], marker="x", c="black", s=14, zorder=3)
         ax.axvline(v.positive_score, color=COLORS["labelled positive"], lw=1.5, zorder=1)
-        grid = np.linspace(min(v.scores.min(), v.positive_score) - 0.02, max(v.scores.max(), v.positive_score) + 0.02, 300)
+        low, high = np.min(v.scores, initial=v.positive_score), np.max(v.scores, initial=v.positive_score)
+        grid = np.linspace(low - 0.02, high + 0.02, 300)
         curve = kernel_curve(grid - v.positive_score, self.a.value, self.b.value, self.kernel.value)
         twin = ax.twinx()
         (self.kernel_line,) = twin.plot(grid, curve, color=RULE_COLORS["SimANS"], lw=2, label="SimANS kernel")
