@@ -45,6 +45,7 @@ from retrlab.model_files import (
     tower_folders,
     write_model_folder,
 )
+from retrlab.precision import autocast
 from retrlab.utils import default_device
 
 POOLINGS = ("mean", "cls")
@@ -179,8 +180,9 @@ class BiEncoder(torch.nn.Module):
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def _embed(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = model(**batch).last_hidden_state  # (B, T, H)
-        vectors = pool(hidden, batch["attention_mask"], self.pooling)  # (B, H)
+        with autocast(self.device, training=model.training):  # the precision policy (retrlab.precision)
+            hidden = model(**batch).last_hidden_state  # (B, T, H)
+        vectors = pool(hidden.float(), batch["attention_mask"], self.pooling)  # (B, H), float32 always
         return F.normalize(vectors, dim=-1) if self.normalize else vectors
 
     def embed_queries(self, texts: list[str]) -> torch.Tensor:

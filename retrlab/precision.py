@@ -10,11 +10,15 @@ bf16 score into a visible change of the loss. So the policy is:
 * ``fp32`` — everything in float32;
 * ``bf16`` — encoder forward passes under ``torch.autocast(dtype=torch.bfloat16)``, but scores,
   losses and optimiser state always in float32 (embeddings are cast up before any dot product);
-* ``auto`` (the default) — ``bf16`` where the hardware runs it natively, else ``fp32``: emulated
-  bf16 (e.g. a CPU with AVX2 only) is slower than float32 and buys nothing.
+* ``auto`` (the default) — ``bf16`` for *inference* (encoding a corpus, re-mining a pool) where
+  the hardware runs it natively, else ``fp32``: emulated bf16 (e.g. a CPU with AVX2 only) is slower
+  than float32 and buys nothing. *Training* stays ``fp32`` under ``auto``: bf16 training has not
+  been shown to reach float32's results here (docs/RESULTS.md, "bf16"); ask for it with ``bf16``.
 
-``forward_precision(device)`` resolves the policy once; ``autocast(device)`` is the context the
-encoders enter. Mixed precision training: Micikevicius et al. 2018, "Mixed Precision Training".
+The one place that applies it is ``BiEncoder._embed`` (``retrlab.encoders``): the transformer runs
+under ``autocast(device, training)``, and its output is cast to float32 before pooling, so the
+pooled vectors, every score, loss and optimiser state are float32.
+Mixed precision training: Micikevicius et al. 2018, "Mixed Precision Training".
 """
 from __future__ import annotations
 
@@ -54,17 +58,17 @@ def native_bf16(device: torch.device | str) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
-def forward_precision(device: torch.device | str) -> str:
-    """``"bf16"`` or ``"fp32"``: what encoder forward passes on ``device`` run in under the policy."""
+def forward_precision(device: torch.device | str, training: bool = False) -> str:
+    """``"bf16"`` or ``"fp32"``: what an encoder forward pass on ``device`` runs in under the policy."""
     wanted = requested_precision()
     if wanted == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        return "bf16" if native_bf16(device) and not training else "fp32"
     return wanted
 
 
-def autocast(device: torch.device | str):
+def autocast(device: torch.device | str, training: bool = False):
     """The context for an encoder forward pass: bf16 autocast under the policy, else nothing."""
     device = torch.device(device)
-    if forward_precision(device) == "fp32":
+    if forward_precision(device, training) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)

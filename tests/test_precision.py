@@ -44,3 +44,31 @@ def test_bf16_autocast_rounds_scores_that_fp32_keeps(monkeypatch):
     assert rounded.dtype == torch.bfloat16 and rounded[0, 0] == rounded[0, 1]
     exact = q.float() @ p.float().T
     assert exact[0, 1] - exact[0, 0] == pytest.approx(0.001, abs=1e-6)
+
+
+def test_training_stays_fp32_under_auto_even_on_native_hardware(monkeypatch):
+    monkeypatch.setenv("RETRLAB_PRECISION", "auto")
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert precision.forward_precision("cpu", training=False) == "bf16"
+    assert precision.forward_precision("cpu", training=True) == "fp32"
+    monkeypatch.setenv("RETRLAB_PRECISION", "bf16")
+    assert precision.forward_precision("cpu", training=True) == "bf16"
+
+
+def test_bf16_encoding_is_within_cosine_0_9999_of_fp32_and_vectors_stay_float32(monkeypatch):
+    """The equivalence the policy rests on: all-MiniLM-L6-v2 embeddings under bf16 autocast."""
+    from retrlab.data import load_wikicar
+    from retrlab.encoders import BiEncoder
+
+    texts = load_wikicar().passage_texts()[:8]
+    model = BiEncoder.minilm(passage_max_length=64)
+    monkeypatch.setenv("RETRLAB_PRECISION", "fp32")
+    fp32 = model.encode_passages(texts, progress=False)
+    monkeypatch.setenv("RETRLAB_PRECISION", "bf16")
+    bf16 = model.encode_passages(texts, progress=False)
+    with torch.no_grad():
+        trained = model.embed_passages(texts[:2])
+    assert bf16.dtype == fp32.dtype == trained.numpy().dtype  # float32 out, whatever ran inside
+    cosines = (fp32 * bf16).sum(1) / (abs(fp32 ** 2).sum(1) ** 0.5 * (bf16 ** 2).sum(1) ** 0.5)
+    assert cosines.min() >= 0.9999
+    assert abs(fp32 - bf16).max() > 0  # bf16 really ran: the vectors are not bit-identical
