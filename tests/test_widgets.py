@@ -221,6 +221,7 @@ def test_explorer_cross_encoder_scores_may_cover_only_the_top_candidates(toy_dat
                             ce_probabilities=probs)
     assert ex.selected["cross-encoder"] == ["c4", "c3"]  # unscored r1, r3 are never picked
     assert ex.veto == {"scored": 3, "dropped": 1, "hidden": 2, "caught": 1}
+    assert "<th>CE p</th>" in ex.table.value and ex.table.value.count("<td>–</td>") == 2  # r1, r3 unscored
     with pytest.raises(ValueError, match="first 1..5 pool candidates"):
         SimilarityExplorer(hand_pool(), toy_data, ce_probabilities={"q0": np.zeros(6), "q1": np.zeros(1)})
 

@@ -108,4 +108,6 @@ def shade_zones(ax, band: tuple[float, float], offset: float = 0.0) -> None:
     for zone, left, right in zip(ZONE_COLORS, edges[:-1], edges[1:]):
         if right > left:
             ax.axvspan(left, right, color=ZONE_COLORS[zone], zorder=0, lw=0)
+            ax.text((left + right) / 2, 0.98, zone, transform=ax.get_xaxis_transform(), ha="center", va="top",
+                    fontsize=7, color="#555555")
     ax.set_xlim(low, high)

@@ -6,12 +6,12 @@
 * ``DistributionView`` — the whole split: s(q,d) − s(q,d⁺) for hidden positives vs negatives (counts
   or densities), the SimANS kernel drawn over it, and the fraction of each rule's picks that are
   false negatives; given several pools (e.g. before and after training) it switches between them.
+* ``TrainingBoard`` — a live loss / dev-metric plot; pass it to ``retrlab.train.train`` as a hook.
 
 Both draw the zones "too easy", "ambiguous" (the kernel's band, ``retrlab.viz.explore.ambiguous_band``)
 and "too hard" on the score axis, following a, b and the kernel, with each zone's count of hidden
 positives and negatives (``zone_counts``). ``size="presenter"`` renders every figure 1.5× larger
 (fonts included) for a projector.
-* ``TrainingBoard`` — a live loss / dev-metric plot; pass it to ``retrlab.train.train`` as a hook.
 
 Each widget is a thin view over ``retrlab.viz.explore``: it keeps its current result as attributes
 (``result``, ``selected``, ``weights``, ``rates``, ``png``), so tests and exercises read the same
@@ -206,7 +206,7 @@ class SimilarityExplorer(_FigureWidget):
     When the positive was not retrieved, SimANS' marker sizes show its fallback (the n lowest-ranked).
     Exposed: ``result`` (QueryView), ``selected`` (rule -> picked pids), ``weights`` (SimANS
     pick chances of the shown candidates), ``band`` and ``zone_counts`` (this query's candidates),
-    ``veto`` (scored / dropped / hidden / caught, with probabilities), ``qid``, ``settings``,
+    ``veto`` (counts: scored, dropped, hidden, caught; None without probabilities), ``qid``, ``settings``,
     ``figure``, ``png``.
     """
 
@@ -345,11 +345,14 @@ class SimilarityExplorer(_FigureWidget):
             if j >= self.max_rows:
                 break
             by = ", ".join(r for r, picks in v.picks.items() if pid in picks)
+            ce = "" if v.ce_probabilities is None else (
+                f"<td>{v.ce_probabilities[j]:.3f}</td>" if j < len(v.ce_probabilities) else "<td>–</td>")
             rows.append(f"<tr><td>{j + 1}</td><td><code>{pid}</code></td><td>{score:.3f}</td><td>{score - v.positive_score:+.3f}</td>"
-                        f"<td style='color:{COLORS[kind]}'>{kind}</td><td>{self.weights[j]:.3f}</td>"
+                        f"<td style='color:{COLORS[kind]}'>{kind}</td><td>{self.weights[j]:.3f}</td>{ce}"
                         f"<td>{html.escape(by)}</td><td>{html.escape(text[:160])}…</td></tr>")
+        ce_head = "" if v.ce_probabilities is None else "<th>CE p</th>"
         head = ("<tr><th>rank</th><th>pid</th><th>score</th><th>Δ to d⁺</th><th>kind</th><th>SimANS p</th>"
-                "<th>picked by</th><th>text</th></tr>")
+                f"{ce_head}<th>picked by</th><th>text</th></tr>")
         positive = html.escape(self.data.passage_text(v.positive_pid)[:160])
         return (f"<div style='font-size:12px'>labelled positive <code>{v.positive_pid}</code> score "
                 f"{v.positive_score:.3f} (rank {v.positive_rank or 'not retrieved'}): {positive}…"
