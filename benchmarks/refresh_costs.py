@@ -1,10 +1,10 @@
 """What dynamic negatives cost on wiki-car: one ANCE refresh, and one ADORE training step.
 
-* **ANCE refresh** (``retrlab.negatives.ance.AnceNegatives.refresh``): re-encode the train split's
+* **ANCE refresh** (``retrlab.methods.ance.AnceNegatives.refresh``): re-encode the train split's
   search corpus with the current model, build the faiss index, encode and search the training
   queries, re-mine the pool. Timed by part (the same calls ``retrlab.pool.dense_pool`` makes),
   then once whole through ``AnceNegatives.refresh``.
-* **ADORE step** (``retrlab.negatives.adore.AdoreStep``): the passage index is frozen, so a step
+* **ADORE step** (``retrlab.methods.adore.AdoreStep``): the passage index is frozen, so a step
   embeds only the batch's queries, searches the top-k and back-propagates the rank-weighted
   pairwise loss. Compared with the plain in-batch step (``retrlab.train.contrastive_loss``) on
   the same batches, and with the one-time cost of building ADORE's frozen index.
@@ -30,10 +30,10 @@ from retrlab.data import load_wikicar
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import encode_corpus
 from retrlab.index import FlatIndex
-from retrlab.negatives.adore import AdoreStep, freeze_passage_tower
-from retrlab.negatives.ance import AnceNegatives
+from retrlab.methods.adore import AdoreStep, freeze_passage_tower
+from retrlab.methods.ance import AnceNegatives
 from retrlab.pool import bm25_pool
-from retrlab.train import TrainConfig, contrastive_loss, make_optimizer, query_batches
+from retrlab.train import Learner, QueryBatches, TrainConfig, contrastive_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,7 +48,7 @@ def timed(seconds: dict[str, float], name: str):
 
 def step_seconds(model, step_fn, data, batches, config, steps: int) -> list[float]:
     """Wall time of ``steps`` full training steps (loss, backward, clip, optimiser step), after one warm-up."""
-    optimizer, _ = make_optimizer(model, config)
+    optimizer, _ = Learner([model], config.lr, config.steps, config.weight_decay, config.warmup_ratio).build()
     model.train()
     times = []
     for i in range(steps + 1):
@@ -98,9 +98,9 @@ def main() -> None:
     with timed(adore_seconds, "index"):
         adore = AdoreStep(vectors, pids, k=args.top_k)
     adore_model = freeze_passage_tower(BiEncoder.minilm(passage_max_length=args.max_length).to("cpu"))
-    adore_times = step_seconds(adore_model, adore, data, query_batches(data, args.batch_size, 0), config, args.steps)
+    adore_times = step_seconds(adore_model, adore, data, QueryBatches(data, args.batch_size, 0), config, args.steps)
     plain_model = BiEncoder.minilm(passage_max_length=args.max_length).to("cpu")
-    plain_times = step_seconds(plain_model, contrastive_loss, data, query_batches(data, args.batch_size, 0),
+    plain_times = step_seconds(plain_model, contrastive_loss, data, QueryBatches(data, args.batch_size, 0),
                                config, args.steps)
     adore_step, plain_step = statistics.median(adore_times), statistics.median(plain_times)
 

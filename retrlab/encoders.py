@@ -16,6 +16,10 @@ Two presets:
 Inference (``encode_*``) runs under ``torch.inference_mode`` on texts sorted by token length, so
 each batch pads to its own longest text rather than to ``max_length``: the main lever for fast
 corpus re-encoding on a CPU.
+
+``save_pretrained`` writes a sentence-transformers folder with a model card (``retrlab.model_files``,
+``retrlab.model_card``): ``SentenceTransformer(folder)`` reproduces ``encode_queries`` /
+``encode_passages``.
 """
 from __future__ import annotations
 
@@ -31,6 +35,16 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
+from retrlab.model_card import ModelCard
+from retrlab.model_files import (
+    SETTINGS_FILE,
+    load_from_hub,
+    load_transformer,
+    local_folder,
+    read_settings,
+    tower_folders,
+    write_model_folder,
+)
 from retrlab.utils import default_device
 
 POOLINGS = ("mean", "cls")
@@ -63,9 +77,23 @@ def _check_texts(texts) -> None:
             raise TypeError(f"text {i} is a {type(text).__name__}, not a str: {text!r:.80}")
 
 
-def _check_max_length(name: str, length: int) -> None:
+def _check_max_length(name: str, length: int, limit: int | None = None) -> None:
     if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 2:
         raise ValueError(f"{name} must be an integer >= 2 (room for [CLS] and [SEP]), got {length!r}")
+    if limit is not None and length > limit:
+        raise ValueError(f"{name}={length} is above the model's position limit: it reads at most {limit} "
+                         f"tokens (config.max_position_embeddings)")
+
+
+def position_limit(config) -> int | None:
+    """The longest input a model's position embeddings cover (None: no such limit). RoBERTa-style
+    models number positions from ``pad_token_id + 1``, so two of their 514 positions are unusable."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limit -= config.pad_token_id + 1
+    return limit
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -81,34 +109,43 @@ class BiEncoder(torch.nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        for name, length in (("query_max_length", query_max_length), ("passage_max_length", passage_max_length)):
-            _check_max_length(name, length)
         self.query_model = model
+        self.query_max_length, self.passage_max_length = query_max_length, passage_max_length  # checked
         self.passage_model = model if shared else copy.deepcopy(model)
         self.tokenizer = tokenizer
         self.pooling, self.normalize, self.shared = pooling, normalize, shared
-        self.query_max_length, self.passage_max_length = query_max_length, passage_max_length
         self.to(default_device())  # a GPU when there is one (RETRLAB_DEVICE=cpu forces the CPU)
+
+    # token limits: checked on every assignment, against the model's position limit too
+    @property
+    def query_max_length(self) -> int:
+        return self._query_max_length
+
+    @query_max_length.setter
+    def query_max_length(self, length: int) -> None:
+        _check_max_length("query_max_length", length, position_limit(self.query_model.config))
+        self._query_max_length = length
+
+    @property
+    def passage_max_length(self) -> int:
+        return self._passage_max_length
+
+    @passage_max_length.setter
+    def passage_max_length(self, length: int) -> None:
+        _check_max_length("passage_max_length", length, position_limit(self.query_model.config))
+        self._passage_max_length = length
 
     # --- constructors ------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs) -> BiEncoder:
-        """Any Hugging Face model folder or hub name (hub names need a network connection)."""
-        path = Path(name_or_path)
-        settings = path / "retrlab_biencoder.json"
-        if settings.exists():  # a model saved by BiEncoder.save_pretrained
+        """A folder saved by ``save_pretrained`` (any layout), any Hugging Face model folder, or a hub
+        name (``org/model``: from the Hugging Face cache, else the hub, which needs a connection)."""
+        path = local_folder(name_or_path)
+        if path is None:
+            return cls(*load_from_hub(str(name_or_path)), **kwargs)
+        if (path / SETTINGS_FILE).exists():  # a model saved by BiEncoder.save_pretrained
             return cls._load_saved(path, **kwargs)
-        if str(name_or_path).startswith((".", "/", "~")) and not path.exists():
-            raise FileNotFoundError(f"model path {path} does not exist")
-        if path.is_dir() and not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path} is not a model folder: it has no config.json (nor the "
-                                    f"retrlab_biencoder.json of BiEncoder.save_pretrained)")
-        try:
-            model = AutoModel.from_pretrained(str(name_or_path))
-        except OSError as e:  # neither a local folder nor reachable on the hub (offline?)
-            raise FileNotFoundError(f"model {str(name_or_path)!r} not found: no such local folder, and the "
-                                    f"Hugging Face hub could not provide it ({str(e).splitlines()[0]})") from e
-        return cls(model, AutoTokenizer.from_pretrained(str(name_or_path)), **kwargs)
+        return cls(load_transformer(path), AutoTokenizer.from_pretrained(path), **kwargs)
 
     @classmethod
     def minilm(cls, **kwargs) -> BiEncoder:
@@ -191,23 +228,27 @@ class BiEncoder(torch.nn.Module):
         return {"pooling": self.pooling, "normalize": self.normalize, "shared": self.shared,
                 "query_max_length": self.query_max_length, "passage_max_length": self.passage_max_length}
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write the model(s), tokenizer and settings; ``BiEncoder.from_pretrained`` reads them back."""
-        folder = Path(folder)
-        self.query_model.save_pretrained(folder / "query")
-        if not self.shared:
-            self.passage_model.save_pretrained(folder / "passage")
-        self.tokenizer.save_pretrained(folder / "query")
-        (folder / "retrlab_biencoder.json").write_text(json.dumps(self.settings()))
-        return folder
+    def save_pretrained(self, folder: str | Path, card: ModelCard | None = None) -> Path:
+        """Write a sentence-transformers folder with a model card (README.md), atomically.
+
+        ``SentenceTransformer(folder)`` loads it as is, ``AutoModel.from_pretrained(folder)`` too when
+        the towers are shared, and ``BiEncoder.from_pretrained(folder)`` gives this model back.
+        ``card`` says how the model was trained (``retrlab.model_card.ModelCard``: base model,
+        method, a TrainConfig, data, test metrics); without it the card describes the model only.
+        The folder is replaced as a whole: a save that fails leaves the previous one intact.
+        """
+        card = card or ModelCard()
+        return write_model_folder(self, Path(folder).expanduser(),
+                                  card.render({**self.settings(), "dim": self.dim}))
 
     @classmethod
     def _load_saved(cls, folder: Path, **overrides) -> BiEncoder:
-        settings = {**json.loads((folder / "retrlab_biencoder.json").read_text()), **overrides}
-        model = cls(AutoModel.from_pretrained(folder / "query"),
-                    AutoTokenizer.from_pretrained(folder / "query"), **settings)
-        if not settings["shared"]:
-            model.passage_model = AutoModel.from_pretrained(folder / "passage").to(model.device)
+        settings, towers = read_settings(folder)
+        paths = tower_folders(folder, settings["shared"], towers)
+        model = cls(load_transformer(paths[0]), AutoTokenizer.from_pretrained(paths[0]),
+                    **{**settings, **overrides})
+        if len(paths) == 2 and not model.shared:  # separate towers, kept separate
+            model.passage_model = load_transformer(paths[1]).to(model.device)
         return model
 
 

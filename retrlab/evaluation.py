@@ -1,7 +1,7 @@
 """Retrieve with a model over a split and score the run: the evaluation every notebook shares.
 
 Each split is searched over ``data.search_pids(split)``. For wiki-car that is the passages of the
-split's own articles (DESIGN.md: the right article is almost always ranked first, the task is
+split's own articles (docs/design.md, wiki-car: the right article is almost always ranked first, the task is
 finding the right section), which keeps a full evaluation to seconds on a CPU.
 Zero-shot MiniLM corpus embeddings are cached on disk: encoding a corpus is the slow part.
 """
@@ -13,12 +13,11 @@ import numpy as np
 
 from retrlab.bm25 import BM25
 from retrlab.cache import home, intact, seal
+from retrlab.constants import MEASURES
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.index import FlatIndex
 from retrlab.metrics import evaluate, run_from_arrays
-
-MEASURES = ("MRR@10", "R@20", "R@100", "nDCG@10")
 
 
 def encode_corpus(model: BiEncoder, data: RetrievalData, pids: list[str], progress: bool = True) -> np.ndarray:

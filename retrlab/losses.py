@@ -1,6 +1,6 @@
 """Contrastive losses for dense retrieval, as small pure functions on score tensors.
 
-Two families appear in the papers, and the difference matters (METHODS.md, part D4):
+Two families appear in the papers, and the difference matters (docs/methods.md, losses):
 
 * **listwise** InfoNCE / "NLL" (DPR, RocketQA, coCondenser, AR2, sentence-transformers'
   MultipleNegativesRankingLoss): one softmax over the positive and *all* negatives,
@@ -99,3 +99,91 @@ def ar2_adversarial_loss(retriever_scores: torch.Tensor, ranker_scores: torch.Te
         raise ValueError(f"retriever {tuple(retriever_scores.shape)} and ranker {tuple(ranker_scores.shape)} "
                          "scores must have the same shape")
     return (ar2_rewards(ranker_scores) * torch.log_softmax(retriever_scores, dim=-1)).sum(-1).mean()
+
+
+def compute_star_loss(positive_scores: torch.Tensor, negative_scores: torch.Tensor,
+                      keep: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """Mean pairwise softmax loss over the kept (query, negative) pairs.
+
+    ``positive_scores`` (B,) s(q_i, d_i+); ``negative_scores`` (B, C) s(q_i, d_c) for every
+    candidate negative column; ``keep`` (B, C) bool, False for pairs that must not count (the
+    query's own positive, a labelled positive of the query, a group switched off).
+    Returns ``sum softplus((s_ic - s_i+)/τ) over kept pairs / number of kept pairs``.
+    """
+    if tau <= 0:
+        raise ValueError(f"temperature must be > 0, got {tau}")
+    if negative_scores.shape != keep.shape or negative_scores.shape[0] != positive_scores.shape[0]:
+        raise ValueError(f"shapes disagree: positives {tuple(positive_scores.shape)}, "
+                         f"negatives {tuple(negative_scores.shape)}, keep {tuple(keep.shape)}")
+    if not keep.any():
+        raise ValueError("no (query, negative) pair is kept: nothing to learn from")
+    pair_losses = F.softplus((negative_scores - positive_scores[:, None]) / tau)  # (B, C)
+    return (pair_losses * keep).sum() / keep.sum()
+
+
+def compute_adore_weights(n: int, metric_cut: int | None = None) -> torch.Tensor:
+    """(n, n) ``|1/rank_i - 1/rank_j|`` for ranks 1..n, with ``1/rank = 0`` beyond ``metric_cut``."""
+    inverse = 1.0 / torch.arange(1, n + 1, dtype=torch.float32)  # (n,)
+    if metric_cut is not None:
+        inverse[metric_cut:] = 0.0
+    return (inverse[:, None] - inverse[None, :]).abs()
+
+
+def compute_adore_loss(scores: torch.Tensor, relevant: torch.Tensor, weights: torch.Tensor,
+                       tau: float = 1.0) -> torch.Tensor:
+    """One query's loss: ``sum_{i rel, j non-rel} w_ij softplus((s_j - s_i)/τ) / (2 · #pairs)``.
+
+    ``scores`` (n,) the query against its ranked list (retrieved, then any appended positives);
+    ``relevant`` (n,) bool; ``weights`` (n, n) from ``compute_adore_weights``.
+    """
+    if tau <= 0:
+        raise ValueError(f"temperature must be > 0, got {tau}")
+    if not (scores.shape == relevant.shape and weights.shape == (len(scores), len(scores))):
+        raise ValueError(f"shapes disagree: scores {tuple(scores.shape)}, relevant "
+                         f"{tuple(relevant.shape)}, weights {tuple(weights.shape)}")
+    pairs = relevant[:, None] & ~relevant[None, :]  # (n, n) i relevant, j not
+    if not pairs.any():
+        raise ValueError("the list needs at least one relevant and one non-relevant passage")
+    costs = F.softplus((scores[None, :] - scores[:, None]) / tau)  # [i, j] = softplus((s_j - s_i)/τ)
+    return (weights * costs * pairs).sum() / (2 * pairs.sum())
+
+
+def ar2_retriever_loss(retriever_scores: torch.Tensor, ranker_scores: torch.Tensor, lam: float = 0.5,
+                       teacher_tau: float = 1.0) -> torch.Tensor:
+    """AR2's retriever loss ``λ·L_adv + (1−λ)·L_kd`` on (B, 1+n) group scores, positive in column 0."""
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda must be in [0, 1], got {lam}")
+    return (lam * ar2_adversarial_loss(retriever_scores, ranker_scores)
+            + (1 - lam) * kl_distillation_loss(retriever_scores, ranker_scores, teacher_tau))
+
+
+def gathered_loss(queries: torch.Tensor, gathered: torch.Tensor, per_worker: int, worker: int = 0,
+                  tau: float = 1.0, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """RocketQA's cross-batch loss of one worker: local queries (B, H) against every worker's passages.
+
+    ``gathered`` (G·P, H) holds worker w's ``[positives ; negatives]`` at rows ``[w·P, (w+1)·P)``;
+    query i of worker ``worker`` has its positive at column ``worker·P + i``; listwise loss over the row.
+    """
+    targets = worker * per_worker + torch.arange(len(queries), device=queries.device)
+    return listwise_loss(queries @ gathered.T, targets, tau, exclude)
+
+
+def simulated_cross_batch_loss(queries: list[torch.Tensor], passages: list[torch.Tensor], tau: float = 1.0,
+                               exclude: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """What G workers compute, in one process: shard g's queries against all shards' passages.
+
+    ``queries[g]`` (B, H) and ``passages[g]`` (P, H) are shard g's tensors, laid out as in
+    ``cross_batch_loss``. Returns the mean of the G shard losses — the loss DDP's gradient
+    averaging optimises — which equals the listwise loss over the whole global batch.
+    """
+    if len(queries) != len(passages):
+        raise ValueError(f"{len(queries)} query shards but {len(passages)} passage shards")
+    if len({len(p) for p in passages}) != 1:
+        sizes = [len(p) for p in passages]
+        raise ValueError(f"all shards must hold the same number of passages, got {sizes}")
+    gathered = torch.cat(passages)  # (G·P, H): what all_gather returns on every worker
+    losses = []
+    for g, q in enumerate(queries):
+        targets = g * len(passages[g]) + torch.arange(len(q), device=q.device)
+        losses.append(listwise_loss(q @ gathered.T, targets, tau, None if exclude is None else exclude[g]))
+    return torch.stack(losses).mean()

@@ -13,6 +13,7 @@ measure false-negative rates.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,16 @@ class CandidatePool:
     def queries_with_false_negatives(self, depth: int | None = None) -> float:
         """Fraction of queries whose top-``depth`` candidates contain at least one hidden positive."""
         return float(np.mean([h[:depth].any() for h in self.hidden]))
+
+
+def false_negative_rate(picks: Iterable[tuple[str, list[str]]], qrels: dict[str, dict[str, int]]) -> float:
+    """Share of the picked negatives that are relevant by the ground truth ``qrels`` (0.0 if none picked).
+
+    The one false-negative rate of the package: of what a sampler returned (``picks`` as
+    ``(qid, negatives)``), not of a pool (``CandidatePool.false_negative_rate``).
+    """
+    flags = [pid in qrels.get(qid, {}) for qid, negatives in picks for pid in negatives]
+    return sum(flags) / len(flags) if flags else 0.0
 
 
 def pool_from_ranking(data: RetrievalData, source: str, qids: list[str], ranked_pids: list[list[str]],

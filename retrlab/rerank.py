@@ -1,4 +1,4 @@
-"""Train, cache and use the cross-encoder that RocketQA (notebook 05) and AR2 (notebook 06) share.
+"""Train and use the cross-encoder that RocketQA (notebook 05) and AR2 (notebook 06) share.
 
 RocketQA trains its cross-encoder ``M_C`` on labelled positives and negatives sampled from the
 first retriever's top-k (``RocketQA_NAACL2021/data_process/construct_marco_train_ce.py``: 4
@@ -13,31 +13,25 @@ head (``retrlab.encoders.CrossEncoder``), not RocketQA's [CLS] classifier: at th
 [CLS] head stays at chance, the segment-cosine head starts from MiniLM's similarity and improves.
 The encoder trains at ``lr``, the head's scale and offset at ``head_lr``.
 
-``cross_encoder(data, smoke=...)`` builds it once (MiniLM weights, a new head) and
-caches it under a key made of the data's fingerprint, the budget and the seed; smoke mode uses a
-smaller budget under another key. The cached folder also holds its dev re-ranking report.
+``retrlab.artifacts.cross_encoder(data, smoke=...)`` builds it once (MiniLM weights, a new head) and
+caches it under a key made of the data's fingerprint, the budget and the seed.
 """
 from __future__ import annotations
 
 import random
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
-from retrlab.cache import atomic_write_json, cached_dir, load_json
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder, CrossEncoder
 from retrlab.evaluation import cached_corpus_embeddings, dense_run
 from retrlab.metrics import evaluate, rank
 from retrlab.pool import CandidatePool
-from retrlab.train import History
-from retrlab.utils import seed_everything
+from retrlab.train import History, Hook, Learner, Stage, run
 
 
 @dataclass(frozen=True)
@@ -59,48 +53,55 @@ class CrossEncoderBudget:
                 f"-lr{self.lr:g}-s{self.seed}-e{self.eval_queries}x{self.eval_depth}-{self.head}{self.head_lr:g}")
 
 
-# default: ~90 s of training + ~10 s of evaluation on 2 free CPU cores (measured on wiki-car dev, zero-shot
-# MiniLM's top-10: 40 steps at lr 5e-5 re-rank 0.571 -> 0.549, at 1e-4 -> 0.579, 60 steps at 1e-4 -> 0.621);
-# smoke: a few seconds
-CE_BUDGET = {False: CrossEncoderBudget(steps=60, batch_size=6, negatives=3, max_length=64, lr=1e-4),
-             True: CrossEncoderBudget(steps=3, batch_size=4, negatives=1, max_length=64,
-                                      eval_queries=10, eval_depth=5)}
+class CrossEncoderPairs:
+    """Seeded training pairs: per query its labelled positive (label 1) and pool candidates (label 0)."""
+
+    def __init__(self, data: RetrievalData, pool: CandidatePool, budget: CrossEncoderBudget) -> None:
+        self.data, self.pool, self.budget = data, pool, budget
+        self.qids = [q for q in pool.qids if data.positives.get(q) and pool.candidates(q)[0]]
+        self.rng = random.Random(budget.seed)
+
+    def __next__(self) -> tuple[list[str], list[str], list[float]]:
+        queries, passages, labels = [], [], []
+        for qid in self.rng.sample(self.qids, min(self.budget.batch_size, len(self.qids))):
+            candidates = self.pool.candidates(qid)[0][:self.budget.depth]
+            negatives = self.rng.sample(candidates, min(self.budget.negatives, len(candidates)))
+            pids = [self.rng.choice(self.data.positives[qid])] + negatives
+            queries += [self.data.queries[qid]] * len(pids)
+            passages += self.data.passage_texts(pids)
+            labels += [1.0] + [0.0] * (len(pids) - 1)
+        return queries, passages, labels
+
+
+def cross_encoder_step(model: CrossEncoder, pairs: CrossEncoderPairs) -> Stage:
+    """The engine's step: pointwise BCE on the logits of the next batch of pairs."""
+    def fn(step: int) -> torch.Tensor:
+        queries, passages, labels = next(pairs)
+        logits = model(queries, passages)  # (N,)
+        return F.binary_cross_entropy_with_logits(logits, torch.tensor(labels, device=logits.device))
+
+    return Stage(fn)
 
 
 def train_cross_encoder(model: CrossEncoder, data: RetrievalData, pool: CandidatePool,
-                        budget: CrossEncoderBudget, progress: bool = True) -> History:
-    """Pointwise BCE on (query, labelled positive) = 1 and (query, pool candidate) = 0 pairs."""
+                        budget: CrossEncoderBudget, progress: bool = True, hooks: list[Hook] = (),
+                        checkpoint: str | Path | None = None, checkpoint_every: int = 0) -> History:
+    """Pointwise BCE on (query, labelled positive) = 1 and (query, pool candidate) = 0 pairs.
+
+    The encoder trains at ``budget.lr`` (clipped to norm 1), the head's scalars at ``head_lr``
+    (not clipped with it, no weight decay); checkpoint/resume as in ``retrlab.train.run``.
+    """
     if budget.steps < 1 or budget.batch_size < 1 or budget.negatives < 1:
         raise ValueError(f"steps, batch_size and negatives must be >= 1, got {budget}")
-    seed_everything(budget.seed)
-    rng = random.Random(budget.seed)
-    qids = [q for q in pool.qids if data.positives.get(q) and pool.candidates(q)[0]]
+    pairs = CrossEncoderPairs(data, pool, budget)
     head = {id(p) for p in model.head_parameters()}
     encoder = [p for p in model.parameters() if id(p) not in head]
-    optimizer = torch.optim.AdamW([{"params": encoder, "lr": budget.lr, "weight_decay": 0.01},
-                                   {"params": model.head_parameters(), "lr": budget.head_lr, "weight_decay": 0.0}])
-    scheduler = get_linear_schedule_with_warmup(optimizer, max(1, budget.steps // 10), budget.steps)
-    history, started = History(), time.perf_counter()
-    model.train()
-    for step in tqdm(range(1, budget.steps + 1), desc="train cross-encoder", disable=not progress):
-        queries, passages, labels = [], [], []
-        for qid in rng.sample(qids, min(budget.batch_size, len(qids))):
-            candidates = pool.candidates(qid)[0][:budget.depth]
-            negatives = rng.sample(candidates, min(budget.negatives, len(candidates)))
-            pids = [rng.choice(data.positives[qid])] + negatives
-            queries += [data.queries[qid]] * len(pids)
-            passages += data.passage_texts(pids)
-            labels += [1.0] + [0.0] * (len(pids) - 1)
-        logits = model(queries, passages)  # (N,)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels, device=logits.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(encoder, 1.0)  # the head's 2 scalars are not clipped with it
-        optimizer.step()
-        scheduler.step()
-        history.log(step, loss=loss.item(), seconds=time.perf_counter() - started)
-    model.eval()
-    return history
+    learner = Learner([model], budget.lr, budget.steps, clip=encoder, groups=[
+        {"params": encoder, "lr": budget.lr, "weight_decay": 0.01},
+        {"params": model.head_parameters(), "lr": budget.head_lr, "weight_decay": 0.0}])
+    return run({"model": learner}, cross_encoder_step(model, pairs), budget.steps, seed=budget.seed,
+               hooks=hooks, hook_model=model, state={"pairs": pairs.rng}, checkpoint=checkpoint,
+               checkpoint_every=checkpoint_every, progress=progress, desc="train cross-encoder")
 
 
 def score_candidates(model: CrossEncoder, data: RetrievalData, qids: list[str],
@@ -147,51 +148,3 @@ def rerank_report(model: CrossEncoder, data: RetrievalData, split: str = "dev", 
             "relevant_share": float(truth.mean())}
 
 
-def cross_encoder_budget(smoke: bool) -> CrossEncoderBudget:
-    return CE_BUDGET[bool(smoke)]
-
-
-def cross_encoder_folder(data: RetrievalData, *, smoke: bool, budget: CrossEncoderBudget | None = None,
-                         progress: bool = False, warmup=None) -> Path:
-    """The cached folder of the shared cross-encoder (built on first call): model + ``report.json``.
-
-    ``warmup`` (an ``artifacts.Budget``) picks the warm-up retriever whose pool supplies the
-    negatives; by default the one of ``artifacts.warmup_budget(smoke)``.
-    """
-    from retrlab.artifacts import fingerprint, warmup_budget, warmup_pool
-
-    budget = budget or cross_encoder_budget(smoke)
-
-    def build(folder: Path) -> None:
-        if warmup is None:
-            pool = warmup_pool(data, smoke=smoke)
-        else:
-            pool = warmup_pool(data, smoke=smoke, budget=warmup)
-        print(f"building the cross-encoder (MiniLM + {budget.head} head, {budget.steps} steps × "
-              f"{budget.batch_size} "
-              f"queries × {1 + budget.negatives} pairs); cached for later calls")
-        started = time.perf_counter()
-        model = CrossEncoder.minilm(max_length=budget.max_length, head=budget.head)
-        history = train_cross_encoder(model, data, pool, budget, progress)
-        split = "dev" if "dev" in data.splits else "test"  # a dataset without a dev split reports on test
-        report = rerank_report(model, data, split, budget.eval_queries, budget.eval_depth)
-        report.update(budget=asdict(budget), train_seconds=history.last("seconds"),
-                      build_seconds=time.perf_counter() - started, final_loss=history.last("loss"))
-        model.save_pretrained(folder)
-        atomic_write_json(folder / "report.json", report)
-
-    key = f"{fingerprint(data)}-{(warmup or warmup_budget(smoke)).key()}-{budget.key()}"
-    return cached_dir(f"models/cross-encoder-{key}", build)
-
-
-def cross_encoder(data: RetrievalData, *, smoke: bool, budget: CrossEncoderBudget | None = None,
-                  progress: bool = False, warmup=None) -> CrossEncoder:
-    """The shared cross-encoder: MiniLM + a new head trained on warm-up-pool negatives (cached)."""
-    folder = cross_encoder_folder(data, smoke=smoke, budget=budget, progress=progress, warmup=warmup)
-    return CrossEncoder.from_pretrained(folder)
-
-
-def cross_encoder_report(data: RetrievalData, *, smoke: bool,
-                         budget: CrossEncoderBudget | None = None, warmup=None) -> dict:
-    """The dev re-ranking report written when the cached cross-encoder was built."""
-    return load_json(cross_encoder_folder(data, smoke=smoke, budget=budget, warmup=warmup) / "report.json")

@@ -1,6 +1,6 @@
 """Helpers for real-browser tests: a JupyterLab server on 127.0.0.1 and headless Debian Chromium.
 
-Follows /work/shared/BROWSER_TESTS.md (gotchas G1–G11): --allow-root as root (G1), IdentityProvider
+The pitfalls of headless JupyterLab tests this handles: --allow-root as root (G1), IdentityProvider
 token (G2), wait for a *connected* idle kernel (G3), a fresh workspace per page (G4), the news toast
 switched off (G5), a temporary copy of the notebooks (G7), no --user-data-dir (G8), and waits on a
 text marker instead of sleeps (G11). Never ``playwright install``: the browser is /usr/bin/chromium.

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import make_toy_data  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers import make_toy_data  # noqa: E402
 
 from retrlab.encoders import BiEncoder, minilm_path  # noqa: E402
 from retrlab.train import TrainConfig  # noqa: E402
@@ -44,7 +44,7 @@ def hard_negative(data):
 
 
 def main(out: Path) -> None:
-    from retrlab.distributed import DistributedContrastiveStep, cleanup, rank, setup, train_distributed
+    from retrlab.ddp import DistributedContrastiveStep, cleanup, rank, setup, train_distributed
     from retrlab.train import Hook
 
     setup()

@@ -1,4 +1,4 @@
-"""ADORE (retrlab.negatives.adore): rank weights and loss by hand, the appended positive, freezing."""
+"""ADORE (retrlab.methods.adore): rank weights and loss by hand, the appended positive, freezing."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from retrlab.encoders import BiEncoder
-from retrlab.negatives.adore import (AdoreStep, compute_adore_loss, compute_adore_weights,
-                                     freeze_passage_tower, ranked_list)
+from retrlab.losses import compute_adore_loss, compute_adore_weights
+from retrlab.methods.adore import AdoreStep, freeze_passage_tower, ranked_list
 from retrlab.train import Batch
 
 

@@ -1,4 +1,4 @@
-"""ANCE (retrlab.negatives.ance): the refresh schedule, the sampler, overlap, a real refresh."""
+"""ANCE (retrlab.methods.ance): the refresh schedule, the sampler, overlap, a real refresh."""
 from __future__ import annotations
 
 import random
@@ -6,7 +6,7 @@ import random
 import pytest
 
 from retrlab.encoders import BiEncoder
-from retrlab.negatives.ance import AnceNegatives, compute_overlap, refresh_due
+from retrlab.methods.ance import AnceNegatives, compute_overlap, refresh_due
 from retrlab.pool import bm25_pool
 from retrlab.train import TrainConfig, train
 
@@ -47,7 +47,7 @@ def test_hook_refreshes_on_schedule_not_after_last_step(toy_data):
     pool = bm25_pool(toy_data, "train", depth=4)
     ance = AnceNegatives(toy_data, pool, depth=4)
     config = TrainConfig(steps=2, batch_size=2, seed=0)
-    history = train(model, toy_data, config, strategy=ance, hooks=[ance.hook(1, config.steps)], progress=False)
+    history = train(model, toy_data, config, sampler=ance, hooks=[ance.hook(1, config.steps)], progress=False)
     assert [e.step for e in ance.log] == [1]  # step 2 is the last: no wasted refresh
     assert ance.pool is not pool and ance.pool.source == "step 1"
     assert ance.log[0].seconds > 0 and 0 <= ance.log[0].overlap <= 1

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import make_tiny_cross_encoder
+from tests.helpers import make_tiny_cross_encoder
 from retrlab.encoders import BiEncoder, CrossEncoder
-from retrlab.losses import ar2_adversarial_loss, ar2_rewards, kl_distillation_loss
-from retrlab.negatives.ar2 import (AR2Config, ar2_retriever_loss, candidate_universe, refresh_pool,
-                                   sample_groups, train_ar2)
+from retrlab.losses import ar2_adversarial_loss, ar2_retriever_loss, ar2_rewards, kl_distillation_loss
+from retrlab.methods.ar2 import AR2Config, candidate_universe, refresh_pool, sample_groups, train_ar2
 
 
 def test_kl_distillation_exact_value_and_kl_identity():

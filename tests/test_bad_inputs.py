@@ -29,7 +29,7 @@ import torch
 from retrlab.cache import CacheError, cached_dir, check_writable, home, load_json
 from retrlab.data.beir import ChecksumError, DataFormatError, download_beir, load_beir
 from retrlab.data.dataset import RetrievalData
-from retrlab.distributed import cross_batch_step
+from retrlab.methods.rocketqa import cross_batch_step
 from retrlab.encoders import BiEncoder
 from retrlab.index import FlatIndex
 from retrlab.losses import listwise_loss
@@ -39,7 +39,7 @@ from retrlab.negatives.simans import sample_without_replacement, simans_negative
 from retrlab.negatives.uniform import random_negatives, uniform_from_pool
 from retrlab.pool import pool_from_ranking
 from retrlab.stats import mean_std, paired_bootstrap
-from retrlab.train import Hook, TrainConfig, query_batches, train
+from retrlab.train import Hook, TrainConfig, QueryBatches, train
 from retrlab.viz.explore import Settings
 from retrlab.viz.widgets import DistributionView, SimilarityExplorer, TrainingBoard
 from test_beir import CORPUS, DEV_QRELS, QUERIES, TEST_QRELS, _jsonl, _tsv, write_beir
@@ -226,9 +226,9 @@ CASES = [
     Case("train-tau-negative", lambda c: TrainConfig(tau=-0.05), ValueError, r"TrainConfig\.tau .* got -0\.05"),
     Case("train-warmup-1.5", lambda c: TrainConfig(warmup_ratio=1.5), ValueError, r"warmup_ratio must be in \[0, 1\]"),
     Case("train-weight-decay-negative", lambda c: TrainConfig(weight_decay=-1.0), ValueError, r"weight_decay .* >= 0"),
-    Case("train-batch-exceeds-queries", lambda c: query_batches(c.data, 9, seed=0),
+    Case("train-batch-exceeds-queries", lambda c: QueryBatches(c.data, 9, seed=0),
          ValueError, r"batch_size 9 exceeds the 4 labelled train queries"),
-    Case("batches-size-0", lambda c: query_batches(c.data, 0, seed=0), ValueError, r"batch_size must be >= 1, got 0"),
+    Case("batches-size-0", lambda c: QueryBatches(c.data, 0, seed=0), ValueError, r"batch_size must be >= 1, got 0"),
     Case("hook-every-0", lambda c: Hook(0, lambda step, model: None), ValueError, r"Hook\.every must be an integer >= 1"),
     Case("train-checkpoint-every-negative", lambda c: short_train(c, checkpoint=c.tmp / "c.pt", checkpoint_every=-1),
          ValueError, r"checkpoint_every must be >= 0"),

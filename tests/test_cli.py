@@ -1,7 +1,7 @@
 import json
 
 from retrlab.cli import main
-from tests.conftest import make_toy_data
+from tests.helpers import make_toy_data
 
 
 def _write_beir(folder, data):

@@ -200,7 +200,8 @@ def test_cls_swap_cost_is_zero_for_identical_texts_and_matches_by_hand(tok, toy_
     assert abs(cls_swap_cost(mlm, head, same, 1)) < 1e-6  # 0 up to float rounding across rows
     # at init the CLS vectors of different texts differ by ~1e-3 and an untrained head barely reads
     # them (cost ~1e-8); this head adds every row's CLS deviation from the batch mean, amplified
-    head = lambda hidden, mask: hidden + 1000 * (hidden[:, :1] - hidden[:, :1].mean(0, keepdim=True))
+    def head(hidden, mask):
+        return hidden + 1000 * (hidden[:, :1] - hidden[:, :1].mean(0, keepdim=True))
     torch.manual_seed(0)
     batch = masked_batch(tok, tok(corpus_texts(toy_data)[:3], add_special_tokens=False)["input_ids"])
     states = mlm.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],

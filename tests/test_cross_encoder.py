@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import BertForSequenceClassification
 
-from tests.conftest import make_tiny_cross_encoder
+from tests.helpers import make_tiny_cross_encoder, toy_pool
 from retrlab.encoders import CrossEncoder, segment_means
-from retrlab.pool import CandidatePool
-from retrlab.rerank import (CrossEncoderBudget, cross_encoder_folder, rerank_run, score_candidates,
+from retrlab.artifacts import cross_encoder_folder
+from retrlab.rerank import (CrossEncoderBudget, rerank_run, score_candidates,
                             train_cross_encoder)
 
 QUERIES = ["what do cats eat", "what do cats eat", "how do rivers flood"]
@@ -95,14 +94,6 @@ def test_save_and_load_roundtrip(minilm_ce, tmp_path):
     assert np.allclose(again.predict(QUERIES, PASSAGES), minilm_ce.predict(QUERIES, PASSAGES), atol=1e-5)
 
 
-def toy_pool(data) -> CandidatePool:
-    qids = data.qids("train")
-    pids = [[p for p in data.search_pids("train") if p not in data.positives[q]] for q in qids]
-    hidden = [np.array([p in data.qrels[q] for p in row]) for q, row in zip(qids, pids)]
-    return CandidatePool("toy", qids, pids, [np.zeros(len(r), np.float32) for r in pids], hidden,
-                         np.zeros(len(qids), np.float32), np.ones(len(qids), int))
-
-
 def tiny_cross_encoder(seed: int = 0) -> CrossEncoder:
     return make_tiny_cross_encoder(seed, hidden=32)
 
@@ -149,23 +140,22 @@ def test_rerank_run_orders_by_cross_encoder(minilm_ce, toy_data):
 def test_cached_builder_keys_budgets_apart(toy_data, tmp_path, monkeypatch):
     """The cache logic only: the slow parts (warm-up pool, MiniLM, dev report) are swapped for tiny ones."""
     import retrlab.artifacts as artifacts
-    import retrlab.rerank as rerank
 
     monkeypatch.setenv("RETRLAB_HOME", str(tmp_path))
     monkeypatch.setattr(artifacts, "warmup_pool", lambda data, smoke: toy_pool(data))
     monkeypatch.setattr(CrossEncoder, "minilm", classmethod(lambda cls, **kw: tiny_cross_encoder()))
-    monkeypatch.setattr(rerank, "rerank_report", lambda *args: {"reranked": {"MRR@10": 0.5}})
+    monkeypatch.setattr(artifacts, "rerank_report", lambda *args: {"reranked": {"MRR@10": 0.5}})
     tiny = CrossEncoderBudget(steps=1, batch_size=2, negatives=1, max_length=32)
     folder = cross_encoder_folder(toy_data, smoke=True, budget=tiny)
     assert (folder / "retrlab_crossencoder.json").exists()
-    assert rerank.cross_encoder_report(toy_data, smoke=True, budget=tiny)["budget"]["steps"] == 1
+    assert artifacts.cross_encoder_report(toy_data, smoke=True, budget=tiny)["budget"]["steps"] == 1
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached cross-encoder must not be retrained")
 
-    monkeypatch.setattr(rerank, "train_cross_encoder", no_training)
+    monkeypatch.setattr(artifacts, "train_cross_encoder", no_training)
     assert cross_encoder_folder(toy_data, smoke=True, budget=tiny) == folder
     other = CrossEncoderBudget(steps=1, batch_size=2, negatives=1, max_length=32, seed=1)
     with pytest.raises(AssertionError, match="must not be retrained"):
         cross_encoder_folder(toy_data, smoke=True, budget=other)  # another key: a new build
-    assert rerank.cross_encoder_budget(True).key() != rerank.cross_encoder_budget(False).key()
+    assert artifacts.cross_encoder_budget(True).key() != artifacts.cross_encoder_budget(False).key()

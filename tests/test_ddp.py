@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from ddp_worker import CONFIG, build_model, hard_negative
-from retrlab.distributed import gathered_passage_pids, shard, train_distributed
-from retrlab.train import Batch, query_batches, train
+from retrlab.ddp import gathered_passage_pids, shard, train_distributed
+from retrlab.train import Batch, QueryBatches, train
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -50,13 +50,13 @@ def reference(toy_data_module):
 
 @pytest.fixture(scope="module")
 def toy_data_module():
-    from conftest import make_toy_data
+    from tests.helpers import make_toy_data
 
     return make_toy_data()
 
 
 def first_batch(data) -> Batch:
-    return next(query_batches(data, CONFIG.batch_size, CONFIG.seed, hard_negative(data)))
+    return next(QueryBatches(data, CONFIG.batch_size, CONFIG.seed, hard_negative(data)))
 
 
 def test_shards_and_gathered_layout(toy_data_module):

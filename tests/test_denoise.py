@@ -6,7 +6,8 @@ import random
 import numpy as np
 import pytest
 
-from retrlab.negatives.denoise import denoised_from_pool, filter_precision_recall, keep_as_negative, pseudo_labels
+from retrlab.methods.rocketqa import filter_precision_recall, pseudo_labels, tune_threshold
+from retrlab.negatives.denoise import denoised_from_pool, keep_as_negative
 from retrlab.pool import CandidatePool
 
 
@@ -71,7 +72,6 @@ def test_denoised_strategy_fills_from_below_the_scored_ranks():
 
 
 def test_tune_threshold_exact_values():
-    from retrlab.negatives.denoise import tune_threshold
 
     p = np.array([0.05, 0.2, 0.3, 0.6, 0.8, 0.95])
     relevant = np.array([False, False, True, False, True, True])

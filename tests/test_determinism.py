@@ -27,7 +27,7 @@ def run(data, seed: int) -> dict:
     """Train a tiny model for 4 steps with one random negative per query; evaluate it on train and test."""
     model = BiEncoder.tiny(layers=1, hidden=32, heads=2, seed=seed, passage_max_length=32)
     config = TrainConfig(steps=4, batch_size=2, lr=1e-3, tau=0.5, seed=seed)
-    history = train(model, data, config, strategy=random_negatives(data, n=1), progress=False)
+    history = train(model, data, config, sampler=random_negatives(data, n=1), progress=False)
     runs = {split: dense_run(model, data, split, k=10, progress=False) for split in ("train", "test")}
     return {"losses": history.series("loss")[1], "runs": runs,
             "metrics": {s: evaluate_run(r, data, s, MEASURES) for s, r in runs.items()}}
@@ -45,7 +45,7 @@ def test_same_seed_same_metrics_different_seed_different_numbers(toy_data):
 SCRIPT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from conftest import make_toy_data
+from tests.helpers import make_toy_data
 from test_determinism import run
 print(json.dumps(run(make_toy_data(), seed=3)))
 """

@@ -11,7 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from retrlab.distributed import all_gather_with_grad, cross_batch_loss, cross_batch_step, simulated_cross_batch_loss
+from retrlab.ddp import all_gather_with_grad
+from retrlab.losses import simulated_cross_batch_loss
+from retrlab.methods.rocketqa import cross_batch_loss, cross_batch_step
 from retrlab.encoders import BiEncoder
 from retrlab.train import Batch, contrastive_loss
 
@@ -27,7 +29,8 @@ WORKER = """
 import sys
 import torch
 import torch.distributed as dist
-from retrlab.distributed import all_gather_with_grad, cross_batch_loss
+from retrlab.ddp import all_gather_with_grad
+from retrlab.methods.rocketqa import cross_batch_loss
 
 rank, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 WORLD, B, P, H, TAU = {WORLD}, {B}, {P}, {H}, {TAU}
@@ -85,7 +88,7 @@ def test_bad_shapes_are_rejected():
 
 
 def test_all_gather_with_two_gloo_processes_matches_one_process(tmp_path):
-    # two real processes (lean: they import torch and retrlab.distributed only) on 127.0.0.1
+    # two real processes (lean: they import torch and retrlab.ddp only) on 127.0.0.1
     script, port = tmp_path / "worker.py", _free_port()
     script.write_text(WORKER)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

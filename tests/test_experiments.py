@@ -12,10 +12,10 @@ import pytest
 
 from retrlab.artifacts import Budget
 from retrlab.encoders import BiEncoder, CrossEncoder
-from retrlab.leaderboard import (DEFAULT, FULL, SMOKE, STRATEGIES, Leaderboard, LeaderboardBudget, Result,
-                                 get_strategy, preset, run_leaderboard, run_strategy)
+from retrlab.leaderboard import (DEFAULT, FULL, SMOKE, ENTRIES, Leaderboard, LeaderboardBudget, Result,
+                                 get_entry, preset, run_leaderboard, run_entry)
 from retrlab.rerank import CrossEncoderBudget
-from tests.conftest import make_tiny_cross_encoder, make_toy_data
+from tests.helpers import make_tiny_cross_encoder, make_toy_data
 
 TINY_CE = CrossEncoderBudget(steps=1, batch_size=2, negatives=1, max_length=48, depth=5, eval_queries=2,
                              eval_depth=3)
@@ -38,8 +38,8 @@ def board(tmp_path_factory) -> Leaderboard:
 
 def test_unknown_strategy_names_the_valid_ones():
     with pytest.raises(ValueError, match="unknown strategy 'dpr'; choose one of: inbatch, bm25, star") as err:
-        get_strategy("dpr")
-    assert all(name in str(err.value) for name in STRATEGIES)
+        get_entry("dpr")
+    assert all(name in str(err.value) for name in ENTRIES)
     with pytest.raises(ValueError, match="unknown strategy"):  # before any training starts
         run_leaderboard(make_toy_data(), TOY, ["star", "nope"], progress=False)
 
@@ -64,14 +64,14 @@ def test_budgets_validate_and_narrow_the_data(toy_data):
 
 def test_same_seed_gives_identical_metrics(toy_data, tmp_path, monkeypatch):
     use_tiny_models(monkeypatch, tmp_path)
-    first = run_strategy("star", toy_data, TOY, seed=3)
-    again = run_strategy("star", toy_data, TOY, seed=3)  # a new context: artifacts loaded from the cache
+    first = run_entry("star", toy_data, TOY, seed=3)
+    again = run_entry("star", toy_data, TOY, seed=3)  # a new context: artifacts loaded from the cache
     assert first.metrics == again.metrics and first.run == again.run
     assert first.fn_rate == again.fn_rate and first.negatives == again.negatives == 2 * 4
 
 
 def test_every_strategy_runs_and_records_its_negatives(board):
-    assert board.strategies() == list(STRATEGIES) and board.seeds() == [0, 1]
+    assert board.strategies() == list(ENTRIES) and board.seeds() == [0, 1]
     for r in board.results:
         assert set(r.metrics) == {"MRR@10", "R@20", "nDCG@10"} and set(r.run) == {"q4", "q5"}
         assert all(0.0 <= v <= 1.0 for v in r.metrics.values()) and r.train_seconds > 0 < r.train_cpu_seconds
@@ -100,8 +100,8 @@ def test_adore_false_negative_rate_is_exact(board):
 def test_table_comparisons_and_json_round_trip(board, tmp_path):
     table = board.table()
     assert table.splitlines()[0].split()[:3] == ["strategy", "start", "MRR@10"]
-    for name in STRATEGIES:
-        assert STRATEGIES[name].title in table
+    for name in ENTRIES:
+        assert ENTRIES[name].title in table
     assert "±" in table and "warm-up (start)" in table and "BM25" in table
     json_path, png = board.save(tmp_path / "out")
     assert png.read_bytes()[:4] == b"\x89PNG"

@@ -3,7 +3,7 @@ import random
 import numpy as np
 import pytest
 
-from retrlab.negatives import RecordingStrategy, random_negatives, uniform_from_pool
+from retrlab.negatives import RecordingSampler, random_negatives, uniform_from_pool
 from retrlab.pool import pool_from_ranking
 
 
@@ -35,7 +35,7 @@ def test_random_negatives_never_return_a_label(toy_data):
 
 
 def test_recording_measures_the_false_negative_rate(pool, toy_data):
-    recorder = RecordingStrategy(lambda qid, rng: ["c2", "r1"] if qid == "q0" else ["r2"])
+    recorder = RecordingSampler(lambda qid, rng: ["c2", "r1"] if qid == "q0" else ["r2"])
     recorder("q0", random.Random(0))
     recorder("q1", random.Random(0))
     assert recorder.picks == [("q0", ["c2", "r1"]), ("q1", ["r2"])]

@@ -149,3 +149,26 @@ def test_protocol_table_marks_skipped_stages():
     assert "zero-shot" in lines[0].split("|")[1] and "fine-tuned" in lines[0].split("|")[3]
     assert [c.strip() for c in lines[1].split("|")] == ["skipped", "—", "—", "0.125", "0.000"]
     assert [c.strip() for c in lines[2].split("|")] == ["full", "0.500", "0.250", "0.500", "0.250"]
+
+
+class Payload:
+    """Unpickling it would create a file."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return type(self.marker).touch, (self.marker,)
+
+
+def test_a_cached_state_with_a_pickled_payload_is_refused_unexecuted(tmp_path):
+    from retrlab.pretraining.bench import load_tensors
+    from retrlab.train import CheckpointError
+
+    marker = tmp_path / "pwned"
+    torch.save({"head.bias": torch.zeros(1), "evil": Payload(marker)}, tmp_path / "state.pt")
+    with pytest.raises(CheckpointError, match="state.pt holds more than tensors"):
+        load_tensors(tmp_path / "state.pt")
+    assert not marker.exists()
+    torch.save({"head.bias": torch.ones(1)}, tmp_path / "clean.pt")
+    assert torch.equal(load_tensors(tmp_path / "clean.pt")["head.bias"], torch.ones(1))

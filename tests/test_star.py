@@ -1,4 +1,4 @@
-"""STAR (retrlab.negatives.static): the pairwise loss by hand, the pair mask, the sampler."""
+"""STAR (retrlab.methods.star): the pairwise loss by hand, the pair mask, the sampler."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,8 @@ import random
 import pytest
 import torch
 
-from retrlab.negatives.static import compute_star_loss, star_pair_mask, star_step, static_hard_negatives
+from retrlab.losses import compute_star_loss
+from retrlab.methods.star import star_pair_mask, star_step, static_hard_negatives
 from retrlab.pool import bm25_pool
 from retrlab.train import Batch
 

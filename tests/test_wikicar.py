@@ -1,7 +1,6 @@
 """wiki-car: a real build from the gensim Wikipedia sample, plus unit tests of its parts."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

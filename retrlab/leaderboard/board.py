@@ -22,11 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from retrlab.cache import atomic_write_json, load_json
+from retrlab.constants import LEADERBOARD_MEASURES
 from retrlab.data.dataset import RetrievalData
 from retrlab.evaluation import bm25_run, evaluate_run, split_qrels
 from retrlab.leaderboard.budget import LeaderboardBudget
-from retrlab.leaderboard.strategies import (MEASURES, STRATEGIES, Context, Result, evaluate, get_strategy,
-                                            run_strategy)
+from retrlab.leaderboard.entries import ENTRIES, Context, Result, get_entry, measure, run_entry
 from retrlab.stats import Comparison, mean_std, paired_bootstrap, per_query
 
 
@@ -66,12 +66,12 @@ class Leaderboard:
         values = [per_query(r.run, self.qrels, measure) for r in self.rows(name)]
         return {q: float(np.mean([v[q] for v in values])) for q in values[0]}
 
-    def table(self, measures: tuple[str, ...] = MEASURES) -> str:
+    def table(self, measures: tuple[str, ...] = LEADERBOARD_MEASURES) -> str:
         """The leaderboard as text: best first, mean ± std over seeds, then the untrained references."""
         header = ["strategy", "start", *measures, "FN negs", "negs", "train s", "cpu s", "paper"]
         lines = [header]
         for name in self.ranking(measures[0]):
-            rows, spec = self.rows(name), STRATEGIES[name]
+            rows, spec = self.rows(name), ENTRIES[name]
             fn = [r.fn_rate for r in rows if r.fn_rate is not None]
             lines.append([spec.title, spec.start, *(mean_std(self.scores(name, m)) for m in measures),
                           f"{np.mean(fn):.1%}" if fn else "-", str(rows[0].negatives),
@@ -142,7 +142,7 @@ class Leaderboard:
 
 
 def _title(name: str) -> str:
-    return STRATEGIES[name].title if name in STRATEGIES else name
+    return ENTRIES[name].title if name in ENTRIES else name
 
 
 def reference_results(ctx: Context, strategies: list[str]) -> list[Result]:
@@ -152,11 +152,11 @@ def reference_results(ctx: Context, strategies: list[str]) -> list[Result]:
         rows.append(("STAR (ADORE's start)", ctx.fresh(ctx.star), ctx.star_vectors["test"]))
     out = []
     for name, model, vectors in rows:
-        metrics, run, seconds = evaluate(ctx, model, vectors)
+        metrics, run, seconds = measure(ctx, model, vectors)
         out.append(Result(name, None, metrics, run, None, 0, 0.0, seconds, 0, "-"))
     started = time.perf_counter()
     run = bm25_run(ctx.data, "test", k=20)
-    out.append(Result("BM25", None, evaluate_run(run, ctx.data, "test", MEASURES), run, None, 0, 0.0,
+    out.append(Result("BM25", None, evaluate_run(run, ctx.data, "test", LEADERBOARD_MEASURES), run, None, 0, 0.0,
                       time.perf_counter() - started, 0, "-"))
     return out
 
@@ -164,9 +164,9 @@ def reference_results(ctx: Context, strategies: list[str]) -> list[Result]:
 def run_leaderboard(data: RetrievalData, budget: LeaderboardBudget, strategies: list[str] | None = None,
                     seeds: tuple[int, ...] | list[int] = (0, 1), *, progress: bool = True) -> Leaderboard:
     """Every strategy × seed on one budget (shared artifacts built once), plus the reference rows."""
-    names = list(strategies) if strategies else list(STRATEGIES)
+    names = list(strategies) if strategies else list(ENTRIES)
     for name in names:
-        get_strategy(name)  # an unknown name fails now, not after minutes of training
+        get_entry(name)  # an unknown name fails now, not after minutes of training
     if not seeds:
         raise ValueError("give at least one seed")
     started = time.perf_counter()
@@ -176,7 +176,7 @@ def run_leaderboard(data: RetrievalData, budget: LeaderboardBudget, strategies: 
     for name in names:
         for seed in seeds:
             bar.set_postfix_str(f"{name}, seed {seed}")
-            results.append(run_strategy(name, data, budget, seed, context=ctx))
+            results.append(run_entry(name, data, budget, seed, context=ctx))
             bar.update(1)
     bar.close()
     references = reference_results(ctx, names)
@@ -194,7 +194,7 @@ def plot_leaderboard(board: Leaderboard, measure: str = "MRR@10"):
                                       gridspec_kw={"width_ratios": [3, 2]})
     for y, name in enumerate(names):
         scores = board.scores(name, measure)
-        color = f"C{list(STRATEGIES).index(name) % 10}"
+        color = f"C{list(ENTRIES).index(name) % 10}"
         std = scores.std(ddof=1) if len(scores) > 1 else 0.0
         left.errorbar(scores.mean(), y, xerr=std, fmt="s", color=color, capsize=4, ms=7)
         left.scatter(scores, np.full(len(scores), y) + 0.18, color=color, s=14, alpha=0.7)

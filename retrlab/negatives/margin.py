@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from retrlab.negatives.uniform import Strategy
+from retrlab.negatives.uniform import Sampler
 from retrlab.pool import CandidatePool
 
 
@@ -40,8 +40,8 @@ def margin_keep_mask(scores: np.ndarray, positive_score: float, absolute_margin:
 
 def margin_negatives(pool: CandidatePool, n: int = 1, absolute_margin: float | None = None,
                      relative_margin: float | None = None, depth: int | None = 100,
-                     sampling: Literal["top", "random"] = "top") -> Strategy:
-    """Strategy: ``n`` of the top-``depth`` candidates that pass the margin filter (fewer if too few pass)."""
+                     sampling: Literal["top", "random"] = "top") -> Sampler:
+    """Sampler: ``n`` of the top-``depth`` candidates that pass the margin filter (fewer if too few pass)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if sampling not in ("top", "random"):

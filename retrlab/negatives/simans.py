@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from retrlab.negatives.uniform import Strategy
+from retrlab.negatives.uniform import Sampler
 from retrlab.pool import CandidatePool
 
 Kernel = Literal["gaussian", "gaussian-code", "laplace"]
@@ -100,8 +100,8 @@ def sample_without_replacement(weights: np.ndarray, n: int, rng: random.Random) 
 
 def simans_negatives(pool: CandidatePool, n: int = 1, a: float = 0.5, b: float = 0.0,
                      depth: int | None = 100, kernel: Kernel = "gaussian",
-                     fallback: Literal["lowest", "kernel"] = "lowest") -> Strategy:
-    """Strategy ``(qid, rng) -> pids``: ``n`` SimANS negatives from each query's top-``depth`` candidates.
+                     fallback: Literal["lowest", "kernel"] = "lowest") -> Sampler:
+    """Sampler ``(qid, rng) -> pids``: ``n`` SimANS negatives from each query's top-``depth`` candidates.
 
     The pool has already removed the labelled positives, so a positive is never drawn.
     ``fallback``: what to do when the positive was not retrieved (``pool.positive_ranks == 0``):
@@ -126,8 +126,8 @@ def simans_negatives(pool: CandidatePool, n: int = 1, a: float = 0.5, b: float =
     return strategy
 
 
-def top_k_negatives(pool: CandidatePool, n: int = 1) -> Strategy:
-    """Strategy: always the ``n`` highest-scoring candidates (the hardest, and the likeliest false negatives)."""
+def top_k_negatives(pool: CandidatePool, n: int = 1) -> Sampler:
+    """Sampler: always the ``n`` highest-scoring candidates (the hardest, and the likeliest false negatives)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
 

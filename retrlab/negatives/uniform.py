@@ -1,4 +1,4 @@
-"""The two simplest strategies: random passages, and a uniform draw from a pool's top candidates.
+"""The two simplest samplers: random passages, and a uniform draw from a pool's top candidates.
 
 * ``random_negatives`` — any passage that is not a labelled positive (ANCE's "Rand Neg" baseline).
 * ``uniform_from_pool`` — a uniform draw from the top-``depth`` candidates of a pool. With a BM25
@@ -7,35 +7,33 @@
   first). With a warm-up model's pool it is STAR's static hard negative; with a refreshed pool, ANCE's.
 
 Neither looks at the ground truth: hidden positives in the pool are sampled like any negative.
-``RecordingStrategy`` wraps a strategy to remember what it returned, so a notebook can measure
+``RecordingSampler`` wraps a sampler to remember what it returned, so a notebook can measure
 afterwards how many of the negatives a model *actually trained on* were false negatives.
 """
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 from retrlab.data.dataset import RetrievalData
-from retrlab.pool import CandidatePool
+from retrlab.pool import CandidatePool, false_negative_rate
+from retrlab.train import Sampler
 
-Strategy = Callable[[str, random.Random], list[str]]
 
-
-def uniform_from_pool(pool: CandidatePool, n: int = 1, depth: int | None = None) -> Strategy:
+def uniform_from_pool(pool: CandidatePool, n: int = 1, depth: int | None = None) -> Sampler:
     """``n`` distinct negatives drawn uniformly from each query's top-``depth`` pool candidates."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if depth is not None and depth < 1:
         raise ValueError(f"depth must be >= 1 (or None for the whole pool), got {depth}")
 
-    def strategy(qid: str, rng: random.Random) -> list[str]:
+    def sampler(qid: str, rng: random.Random) -> list[str]:
         candidates = pool.candidates(qid)[0][:depth]
         return rng.sample(candidates, min(n, len(candidates)))
 
-    return strategy
+    return sampler
 
 
-def random_negatives(data: RetrievalData, n: int = 1, split: str = "train") -> Strategy:
+def random_negatives(data: RetrievalData, n: int = 1, split: str = "train") -> Sampler:
     """``n`` passages drawn uniformly from the split's corpus, labelled positives excluded."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -57,19 +55,18 @@ def random_negatives(data: RetrievalData, n: int = 1, split: str = "train") -> S
     return strategy
 
 
-class RecordingStrategy:
-    """Wrap a strategy and keep every (qid, negatives) it returns, in call order."""
+class RecordingSampler:
+    """Wrap a sampler and keep every (qid, negatives) it returns, in call order."""
 
-    def __init__(self, strategy: Strategy) -> None:
-        self.strategy = strategy
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
         self.picks: list[tuple[str, list[str]]] = []
 
     def __call__(self, qid: str, rng: random.Random) -> list[str]:
-        negatives = self.strategy(qid, rng)
+        negatives = self.sampler(qid, rng)
         self.picks.append((qid, negatives))
         return negatives
 
     def false_negative_rate(self, data: RetrievalData) -> float:
         """Fraction of the recorded negatives that are relevant by the ground truth."""
-        flags = [pid in data.qrels.get(qid, {}) for qid, negs in self.picks for pid in negs]
-        return sum(flags) / len(flags) if flags else 0.0
+        return false_negative_rate(self.picks, data.qrels)

@@ -7,7 +7,7 @@ their numbers sit in one table:
 * **tokenizer** — a WordPiece vocabulary of a few thousand entries trained on the wiki-car passages
   with HF ``tokenizers`` (BERT's normaliser and pre-tokeniser; Devlin et al. 2019). On ~0.45M words
   a small vocabulary sees each entry far more often than MiniLM's 30k one, so a model trained from
-  scratch learns faster (DESIGN.md). Training it is deterministic; it is cached atomically.
+  scratch learns faster (docs/design.md, the pretraining bench). Training it is deterministic; it is cached atomically.
 * **model** — ``new_mlm`` builds a ``BertForMaskedLM`` from ``TinyConfig``; ``as_biencoder`` wraps
   its encoder (``mlm.bert``, shared weights) as a ``BiEncoder`` and ``TinyCrossEncoder`` wraps it as a
   re-ranker. A method trains the MLM object (contrastive loss on ``.bert`` and/or MLM loss through
@@ -43,6 +43,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -52,9 +53,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from tqdm.auto import tqdm
 from transformers import (BertConfig, BertForMaskedLM, BertModel, DataCollatorForLanguageModeling,
-                          PreTrainedTokenizerFast, get_linear_schedule_with_warmup)
+                          PreTrainedTokenizerFast)
 
 from retrlab.cache import atomic_write_json, cached_dir, load_json
 from retrlab.data.dataset import RetrievalData
@@ -63,8 +63,7 @@ from retrlab.evaluation import bm25_run, dense_run, evaluate_run
 from retrlab.losses import info_nce_loss
 from retrlab.negatives.uniform import uniform_from_pool
 from retrlab.pool import CandidatePool, bm25_pool
-from retrlab.train import Batch, History, TrainConfig, train
-from retrlab.utils import seed_everything
+from retrlab.train import Batch, CheckpointError, History, Hook, Learner, Stage, TrainConfig, run, train
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 BENCH_VERSION = "v1"  # bump when the bench changes, so old checkpoints are not reused
@@ -213,35 +212,11 @@ class PretrainConfig:
     seed: int = 0
 
 
-def pretrain(mlm: BertForMaskedLM, tokenizer, texts: list[str], config: PretrainConfig,
-             task: PairTask | None = None, loss_fn: Callable | None = None,
-             tiny: TinyConfig = TinyConfig(), progress: bool = True,
-             extra: torch.nn.Module | None = None, loss_fn_backward: bool = False) -> History:
-    """Train ``mlm`` in place: contrastive ``task`` pairs and/or MLM on random ``texts``.
-
-    ``loss_fn(mlm, rng) -> (loss, logged dict)`` replaces the built-in loss (PROP, Condenser...);
-    ``extra`` holds modules outside ``mlm`` that it trains too (a scoring head, a decoder).
-    ``loss_fn_backward=True``: ``loss_fn`` back-propagates by itself (a gradient cache does, chunk
-    by chunk) and returns its loss detached; the loop only clips and steps.
-    Without ``task`` and ``loss_fn`` this is MLM-only pretraining (the baseline).
-    """
-    if task is None and loss_fn is None and config.mlm_weight <= 0:
-        raise ValueError("nothing to train: give a task, a loss_fn or mlm_weight > 0")
-    if loss_fn_backward and (loss_fn is None or config.mlm_weight > 0):
-        raise ValueError("loss_fn_backward needs a loss_fn and mlm_weight = 0 (it back-propagates alone)")
-    seed_everything(config.seed)
-    rng = random.Random(config.seed)
-    modules = [mlm] + ([extra] if extra is not None else [])
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup_ratio * config.steps), config.steps)
-    history, started = History(), time.perf_counter()
-    for m in modules:
-        m.train()
-    bar = tqdm(range(1, config.steps + 1), desc="pretrain", disable=not progress)
-    for step in bar:
-        optimizer.zero_grad(set_to_none=True)
+def pretrain_step(mlm: BertForMaskedLM, tokenizer, texts: list[str], config: PretrainConfig,
+                  rng: random.Random, task: PairTask | None = None, loss_fn: Callable | None = None,
+                  tiny: TinyConfig = TinyConfig(), backward: bool = True) -> Stage:
+    """The engine's step for a pretraining objective: ``loss_fn`` or the pair ``task``, plus MLM."""
+    def fn(step: int) -> tuple[torch.Tensor, dict]:
         loss, logged = torch.zeros((), device=mlm.device), {}
         if loss_fn is not None:
             loss, logged = loss_fn(mlm, rng)
@@ -250,20 +225,40 @@ def pretrain(mlm: BertForMaskedLM, tokenizer, texts: list[str], config: Pretrain
             loss = contrastive_pair_loss(mlm, tokenizer, queries, passages, tiny, config.tau)
             logged["task"] = loss.item()
         if config.mlm_weight > 0:
-            mlm_part = mlm_loss(mlm, tokenizer, rng.sample(texts, config.batch_size),
-                                tiny.passage_max_length)
+            mlm_part = mlm_loss(mlm, tokenizer, rng.sample(texts, config.batch_size), tiny.passage_max_length)
             loss = loss + config.mlm_weight * mlm_part
             logged["mlm"] = mlm_part.item()
-        if not loss_fn_backward:
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        history.log(step, loss=loss.item(), seconds=time.perf_counter() - started, **logged)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    for m in modules:
-        m.eval()
-    return history
+        return loss, logged
+
+    return Stage(fn, backward=backward)
+
+
+def pretrain(mlm: BertForMaskedLM, tokenizer, texts: list[str], config: PretrainConfig,
+             task: PairTask | None = None, loss_fn: Callable | None = None,
+             tiny: TinyConfig = TinyConfig(), progress: bool = True,
+             extra: torch.nn.Module | None = None, loss_fn_backward: bool = False,
+             state: dict | None = None, checkpoint: str | Path | None = None,
+             checkpoint_every: int = 0, hooks: list[Hook] = ()) -> History:
+    """Train ``mlm`` in place on the engine (``retrlab.train.run``): ``task`` pairs and/or MLM on ``texts``.
+
+    ``loss_fn(mlm, rng) -> (loss, logged dict)`` replaces the built-in loss (PROP, Condenser...);
+    ``extra`` holds modules outside ``mlm`` that it trains too (a scoring head, a decoder).
+    ``loss_fn_backward=True``: ``loss_fn`` back-propagates by itself (a gradient cache does, chunk
+    by chunk) and returns its loss detached; the loop only clips and steps. ``state``: whatever else
+    a resume must restore (a MoCo queue...). Without ``task`` and ``loss_fn`` this is MLM-only
+    pretraining (the baseline).
+    """
+    if task is None and loss_fn is None and config.mlm_weight <= 0:
+        raise ValueError("nothing to train: give a task, a loss_fn or mlm_weight > 0")
+    if loss_fn_backward and (loss_fn is None or config.mlm_weight > 0):
+        raise ValueError("loss_fn_backward needs a loss_fn and mlm_weight = 0 (it back-propagates alone)")
+    rng = random.Random(config.seed)
+    modules = [mlm] + ([extra] if extra is not None else [])
+    learner = Learner(modules, config.lr, config.steps, warmup_ratio=config.warmup_ratio)
+    stage = pretrain_step(mlm, tokenizer, texts, config, rng, task, loss_fn, tiny, not loss_fn_backward)
+    return run({"model": learner}, stage, config.steps, seed=config.seed, hooks=hooks, hook_model=mlm,
+               state={"rng": rng, **(state or {})}, checkpoint=checkpoint,
+               checkpoint_every=checkpoint_every, progress=progress, desc="pretrain")
 
 
 @dataclass
@@ -282,6 +277,12 @@ def saved_module_state(checkpoint: Checkpoint, prefix: str, method: str) -> dict
     if not state:
         raise ValueError(f"this checkpoint holds no {prefix.rstrip('.')} (not a {method} checkpoint)")
     return state
+
+
+def restore_module(module: torch.nn.Module, checkpoint: Checkpoint, prefix: str, method: str) -> torch.nn.Module:
+    """``module`` loaded with what ``checkpoint`` saved under ``prefix`` (e.g. a decoder), in eval mode."""
+    module.load_state_dict(saved_module_state(checkpoint, prefix, method))
+    return module.eval()
 
 
 def checkpoint_name(method: str, steps: int, seed: int, tokenizer, tiny: TinyConfig = TinyConfig(),
@@ -310,8 +311,16 @@ def cached_pretraining(method: str, build: Callable[[], Checkpoint], steps: int,
     folder = cached_dir(checkpoint_name(method, steps, seed, tokenizer, tiny, smoke), write)
     mlm = BertForMaskedLM.from_pretrained(folder / "mlm", attn_implementation="eager")
     mlm.eval()
-    return Checkpoint(mlm, History(load_json(folder / "history.json")),
-                      torch.load(folder / "state.pt"))
+    return Checkpoint(mlm, History(load_json(folder / "history.json")), load_tensors(folder / "state.pt"))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A ``state.pt`` of tensors, loaded weights-only: a file holding a pickled object is refused, unrun."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(f"{path} holds more than tensors, so it was not loaded (delete its folder to "
+                              f"rebuild the checkpoint): {str(error).splitlines()[0]}") from None
 
 
 def pretrain_cached(method: str, tokenizer, texts: list[str], config: PretrainConfig,
@@ -431,7 +440,7 @@ def run_reranker_protocol(model: TinyCrossEncoder, data: RetrievalData,
     zero, full, low = stage_names(config)
     first_stage = bm25_run(data, "test", k=depth)
     pool = pool or bm25_pool(data, "train", depth=depth)
-    strategy = uniform_from_pool(pool, n=negatives, depth=depth)
+    sampler = uniform_from_pool(pool, n=negatives, depth=depth)
     train_config = TrainConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr,
                                tau=1.0, seed=config.seed)
     stages = [(zero, None), (full, data),
@@ -442,7 +451,7 @@ def run_reranker_protocol(model: TinyCrossEncoder, data: RetrievalData,
         tuned = model
         if train_data is not None:
             tuned = copy.deepcopy(model)
-            train(tuned, train_data, train_config, strategy, step_fn=reranker_loss, progress=progress)
+            train(tuned, train_data, train_config, sampler, step_fn=reranker_loss, progress=progress)
         result.runs[stage] = rerank_candidates(tuned, data, first_stage)
         result.metrics[stage] = evaluate_run(result.runs[stage], data, "test")
     result.seconds = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """Body First Selection (BFS) and Wiki Link Prediction (WLP) — Chang, Yu, Chang, Yang & Kumar,
 ICLR 2020, "Pre-training Tasks for Embedding-based Large-scale Retrieval". No official code was
-released; this follows the paper's Section 3 task definitions (METHODS.md B2).
+released; this follows the paper's Section 3 task definitions (docs/methods.md, hyperlink pretraining).
 
 Both tasks make (query, passage) pairs from Wikipedia's structure, trained like ICT with an
 in-batch softmax (``bench.pretrain``):

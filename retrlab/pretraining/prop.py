@@ -138,7 +138,7 @@ def cls_attention_terms(mlm: BertForMaskedLM, tokenizer, text: str,
     """
     encoded = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt",
                         return_offsets_mapping=True)
-    offsets = encoded.pop("offset_mapping")[0]
+    encoded.pop("offset_mapping")  # asked for by word_ids(); the model takes no offsets
     attention = mlm.bert(**encoded.to(mlm.device), output_attentions=True).attentions[-1]
     from_cls = attention[0].mean(0)[0].cpu()  # (T,) last layer, heads averaged, row of [CLS]
     per_word: Counter[str] = Counter()

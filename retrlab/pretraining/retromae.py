@@ -27,6 +27,7 @@ one layer).
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass, replace
@@ -36,9 +37,9 @@ from torch import nn
 from transformers import BertConfig, BertForMaskedLM
 from transformers.models.bert.modeling_bert import BertIntermediate, BertOutput, BertSelfOutput
 
-from retrlab.pretraining.bench import (Checkpoint, PretrainConfig, TinyConfig, cached_pretraining, new_mlm,
-                                       pretrain, saved_module_state)
-from retrlab.pretraining.seed import PRETRAIN_BATCH, PRETRAIN_LR, TINY_CLS, lm_head_loss
+from retrlab.pretraining.bench import (Checkpoint, PretrainConfig, TinyConfig, new_mlm,
+                                       pretrain, restore_module)
+from retrlab.pretraining.seed import TINY_CLS, cached_encoder_decoder, lm_head_loss
 
 ENCODER_MASK = 0.3  # encoder_mlm_probability
 DECODER_MASK = 0.5  # decoder_mlm_probability
@@ -268,22 +269,11 @@ def pretrain_retromae(tokenizer, texts: list[str], pretrain_config: PretrainConf
 
 def decoder_from(checkpoint: Checkpoint, config: RetroMAEConfig = RetroMAEConfig()) -> RetroMAEDecoder:
     """The trained decoder of a RetroMAE checkpoint (in eval mode)."""
-    state = saved_module_state(checkpoint, "decoder.", "RetroMAE")
-    decoder = new_decoder(checkpoint.mlm, config)
-    decoder.load_state_dict(state)
-    return decoder.eval()
+    return restore_module(new_decoder(checkpoint.mlm, config), checkpoint, "decoder.", "RetroMAE")
 
 
-def cached_retromae(tokenizer, texts: list[str], steps: int, seed: int = 0, smoke: bool = False,
-                    config: RetroMAEConfig = RetroMAEConfig(), tiny: TinyConfig = TINY_CLS,
-                    batch_size: int = PRETRAIN_BATCH, lr: float = PRETRAIN_LR,
-                    progress: bool = True) -> Checkpoint:
-    """The RetroMAE checkpoint for this budget, masking and seed: loaded from the cache or trained once."""
-    pretrain_config = PretrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
-    return cached_pretraining(
-        f"{config.key()}-b{batch_size}-lr{lr:g}",
-        lambda: pretrain_retromae(tokenizer, texts, pretrain_config, config, tiny, progress),
-        steps, seed, tokenizer, tiny, smoke)
+# the RetroMAE checkpoint: cached_retromae(tokenizer, texts, steps, seed, smoke, config=RetroMAEConfig(...), ...)
+cached_retromae = functools.partial(cached_encoder_decoder, pretrain_retromae, config=RetroMAEConfig())
 
 
 # --- how much does the decoder use [CLS]? --------------------------------------------------------

@@ -32,6 +32,8 @@ the "strong" one for comparison.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -40,7 +42,7 @@ from torch import nn
 from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
 from retrlab.pretraining.bench import (Checkpoint, PretrainConfig, TinyConfig, cached_pretraining, new_mlm,
-                                       pretrain, saved_module_state)
+                                       pretrain, restore_module)
 
 TINY_CLS = TinyConfig(pooling="cls")  # these methods train [CLS]: retrieval reads it
 # The cached builders' default budget per step (SEED and RetroMAE): half the bench's batch at twice
@@ -179,22 +181,25 @@ def pretrain_seed(tokenizer, texts: list[str], pretrain_config: PretrainConfig,
 def decoder_from(checkpoint: Checkpoint, config: SeedConfig = SeedConfig(),
                  tiny: TinyConfig = TINY_CLS) -> SeedDecoder:
     """The trained decoder of a SEED checkpoint (in eval mode)."""
-    state = saved_module_state(checkpoint, "decoder.", "SEED")
-    decoder = new_decoder(config, tiny)
-    decoder.load_state_dict(state)
-    return decoder.eval()
+    return restore_module(new_decoder(config, tiny), checkpoint, "decoder.", "SEED")
 
 
-def cached_seed(tokenizer, texts: list[str], steps: int, seed: int = 0, smoke: bool = False,
-                config: SeedConfig = SeedConfig(), tiny: TinyConfig = TINY_CLS,
-                batch_size: int = PRETRAIN_BATCH, lr: float = PRETRAIN_LR,
-                progress: bool = True) -> Checkpoint:
-    """The SEED checkpoint for this budget, decoder and seed: loaded from the cache or trained once."""
+def cached_encoder_decoder(pretrain_fn: Callable, tokenizer, texts: list[str], steps: int, seed: int = 0,
+                           smoke: bool = False, *, config, tiny: TinyConfig = TINY_CLS,
+                           batch_size: int = PRETRAIN_BATCH, lr: float = PRETRAIN_LR,
+                           progress: bool = True) -> Checkpoint:
+    """An encoder-decoder objective's checkpoint (SEED, RetroMAE) for this budget, decoder ``config``
+    and seed: loaded from the cache or trained once with ``pretrain_fn(tokenizer, texts, pretrain_config,
+    config, tiny, progress)``."""
     pretrain_config = PretrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     return cached_pretraining(
         f"{config.key()}-b{batch_size}-lr{lr:g}",
-        lambda: pretrain_seed(tokenizer, texts, pretrain_config, config, tiny, progress),
+        lambda: pretrain_fn(tokenizer, texts, pretrain_config, config, tiny, progress),
         steps, seed, tokenizer, tiny, smoke)
+
+
+# the SEED checkpoint: cached_seed(tokenizer, texts, steps, seed, smoke, config=SeedConfig(...), ...)
+cached_seed = functools.partial(cached_encoder_decoder, pretrain_seed, config=SeedConfig())
 
 
 # --- how much does the decoder use [CLS]? -------------------------------------------------------

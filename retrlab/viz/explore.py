@@ -24,7 +24,7 @@ from retrlab.data.dataset import RetrievalData
 from retrlab.negatives.denoise import keep_as_negative
 from retrlab.negatives.margin import margin_keep_mask, margin_negatives
 from retrlab.negatives.simans import Kernel, simans_logits, simans_negatives, simans_weights, top_k_negatives
-from retrlab.negatives.uniform import Strategy, uniform_from_pool
+from retrlab.negatives.uniform import Sampler, uniform_from_pool
 from retrlab.pool import CandidatePool
 
 RULES = ("top-k", "uniform", "SimANS", "margin", "cross-encoder")
@@ -57,7 +57,7 @@ class Settings:
 
 
 def rule_strategies(pool: CandidatePool, s: Settings,
-                    ce_probabilities: dict[str, np.ndarray] | None = None) -> dict[str, Strategy]:
+                    ce_probabilities: dict[str, np.ndarray] | None = None) -> dict[str, Sampler]:
     """The strategy of each rule for these settings (cross-encoder only when probabilities are given)."""
     rules = {
         "top-k": top_k_negatives(pool, s.n),
@@ -71,7 +71,7 @@ def rule_strategies(pool: CandidatePool, s: Settings,
 
 
 def threshold_negatives(pool: CandidatePool, probabilities: dict[str, np.ndarray], n: int,
-                        threshold: float, depth: int | None) -> Strategy:
+                        threshold: float, depth: int | None) -> Sampler:
     """The best ``n`` scored candidates the cross-encoder keeps as negatives (RocketQA's veto).
 
     ``probabilities[qid]`` holds P(relevant) of the query's first ``len(...)`` pool candidates;
@@ -203,7 +203,7 @@ def kernel_curve(deltas: np.ndarray, a: float, b: float, kernel: Kernel = "gauss
     return np.exp(simans_logits(deltas, 0.0, a, b, kernel))
 
 
-def pick_false_negative_rates(pool: CandidatePool, strategies: dict[str, Strategy],
+def pick_false_negative_rates(pool: CandidatePool, strategies: dict[str, Sampler],
                               seed: int = 0) -> dict[str, float]:
     """For each rule, the fraction of its picks over all pool queries that are hidden positives."""
     hidden = [dict(zip(pool.pids[i], pool.hidden[i])) for i in range(len(pool))]

@@ -1,22 +1,15 @@
-"""Cross-batch negatives: gather passage embeddings from every worker, with gradients.
-
-RocketQA (Qu et al., NAACL 2021, ``RocketQA_NAACL2021/model/src/finetune/dual_encoder.py``) puts
-each worker's passages ``[positives (B) ; hard negatives (B)]`` through an all-gather, so that
-each of the B local queries is scored against the passages of all G workers: G·2B − 1 negatives
-instead of 2B − 1, for the price of one communication. The label of local query i on worker w is
-column ``w·P + i`` of the gathered matrix (P = passages per worker).
+"""DDP plumbing: join a torchrun job, all-gather with gradients, train one global batch over G processes.
 
 ``all_gather_with_grad`` is the piece plain ``torch.distributed.all_gather`` lacks: the gathered
 copy carries gradients back to each worker's *own* embeddings (the backward pass sums every
-worker's gradient for a slice with an all-reduce, then keeps the local slice). Under ``torchrun``
-with several processes it communicates; in a single process it returns its input, and
-``simulated_cross_batch_loss`` reproduces what G workers would compute, shard by shard, so one
-CPU can show the same loss. With DDP averaging gradients over G workers, each worker's gradient
-divided by G is exactly the single-process gradient of the loss on the global batch
-(tests/test_distributed.py checks this with 2 processes on the gloo backend).
+worker's gradient for a slice with an all-reduce, then keeps the local slice); in a single process
+it returns its input. With DDP averaging gradients over G workers, each worker's gradient divided by
+G is exactly the single-process gradient of the loss on the global batch (tests/test_distributed.py
+checks this with 2 processes on the gloo backend). RocketQA's cross-batch negatives are built on it
+(``retrlab.methods.rocketqa``).
 
-Training under ``torchrun`` (DESIGN principle 6): ``setup()`` joins the process group (nccl on
-GPUs, gloo on CPUs) and ``train_distributed`` runs ``retrlab.train.train`` with PyTorch's
+Training under ``torchrun`` (docs/design.md): ``setup()`` joins the process group (nccl on GPUs,
+gloo on CPUs) and ``train_distributed`` runs ``retrlab.train.train`` with PyTorch's
 ``DistributedDataParallel``: every rank draws the same global batch, embeds its shard, and
 ``DistributedContrastiveStep`` scores its queries against every rank's passages. Loss, gradients
 and weights then equal the one-process run on the same global batch (tests/test_ddp.py, 2 gloo
@@ -31,13 +24,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from retrlab.losses import listwise_loss
+from retrlab.losses import gathered_loss
 from retrlab.utils import default_device
 
 if TYPE_CHECKING:  # imported where used: a worker that only all-gathers stays lean (no transformers)
     from retrlab.data.dataset import RetrievalData
     from retrlab.encoders import BiEncoder
-    from retrlab.train import Batch, History, Hook, NegativeStrategy, TrainConfig
+    from retrlab.train import Batch, History, Hook, Sampler, TrainConfig
 
 
 def is_distributed() -> bool:
@@ -79,80 +72,6 @@ def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     if len({int(s) for s in sizes}) != 1:
         raise ValueError(f"all workers must gather the same number of rows, got {[int(s) for s in sizes]}")
     return _AllGather.apply(x)
-
-
-def cross_batch_loss(queries: torch.Tensor, passages: torch.Tensor, tau: float = 1.0,
-                     exclude: torch.Tensor | None = None) -> torch.Tensor:
-    """This worker's listwise loss against every worker's passages.
-
-    ``queries`` (B, H) and ``passages`` (P, H) are local, query i's positive in passage row i
-    (RocketQA's layout: ``[positives ; negatives]``). Scores are (B, G·P); the target of query i
-    is column ``rank·P + i``. ``exclude`` (B, G·P) drops known positives from a row's softmax.
-    """
-    if len(passages) < len(queries):
-        raise ValueError(f"need a positive per query: {len(queries)} queries, {len(passages)} passages")
-    return gathered_loss(queries, all_gather_with_grad(passages), len(passages), tau, exclude)
-
-
-def gathered_loss(queries: torch.Tensor, gathered: torch.Tensor, per_worker: int, tau: float = 1.0,
-                  exclude: torch.Tensor | None = None) -> torch.Tensor:
-    """Local queries (B, H) against the gathered passages (G·P, H); query i's positive is column rank·P + i."""
-    targets = rank() * per_worker + torch.arange(len(queries), device=queries.device)
-    return listwise_loss(queries @ gathered.T, targets, tau, exclude)
-
-
-def simulated_cross_batch_loss(queries: list[torch.Tensor], passages: list[torch.Tensor], tau: float = 1.0,
-                               exclude: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """What G workers compute, in one process: shard g's queries against all shards' passages.
-
-    ``queries[g]`` (B, H) and ``passages[g]`` (P, H) are shard g's tensors, laid out as in
-    ``cross_batch_loss``. Returns the mean of the G shard losses — the loss DDP's gradient
-    averaging optimises — which equals the listwise loss over the whole global batch.
-    """
-    if len(queries) != len(passages):
-        raise ValueError(f"{len(queries)} query shards but {len(passages)} passage shards")
-    if len({len(p) for p in passages}) != 1:
-        sizes = [len(p) for p in passages]
-        raise ValueError(f"all shards must hold the same number of passages, got {sizes}")
-    gathered = torch.cat(passages)  # (G·P, H): what all_gather returns on every worker
-    losses = []
-    for g, q in enumerate(queries):
-        targets = g * len(passages[g]) + torch.arange(len(q), device=q.device)
-        losses.append(listwise_loss(q @ gathered.T, targets, tau, None if exclude is None else exclude[g]))
-    return torch.stack(losses).mean()
-
-
-def cross_batch_step(shards: int):
-    """A ``train(step_fn=...)`` computing RocketQA's cross-batch loss over ``shards`` simulated workers.
-
-    The batch's B queries are cut into ``shards`` groups of B/G; shard g's passages are
-    ``[its positives ; its hard negatives]``, and every query is scored against all shards' passages.
-    Known (labelled) positives of a query that appear elsewhere in the batch are excluded, as in
-    ``retrlab.train.contrastive_loss``.
-    """
-    from retrlab.train import known_positive_mask
-
-    if shards < 1:
-        raise ValueError(f"shards must be >= 1, got {shards}")
-
-    def step(model, data, batch, tau: float) -> torch.Tensor:
-        size = len(batch.qids)
-        if size % shards:
-            raise ValueError(f"batch size {size} is not divisible into {shards} shards")
-        per = size // shards
-        cut = [slice(g * per, (g + 1) * per) for g in range(shards)]
-        pids = [batch.positive_pids[c] + [p for row in batch.negative_pids[c] for p in row] for c in cut]
-        counts = {len(x) for x in pids}
-        if len(counts) != 1:
-            raise ValueError("every shard needs the same number of hard negatives")
-        q = model.embed_queries(batch.queries)  # (B, H)
-        p = model.embed_passages(data.passage_texts([x for shard in pids for x in shard]))  # (G·P, H)
-        exclude = known_positive_mask(data, batch, [x for shard in pids for x in shard]).to(q.device)
-        width = counts.pop()
-        return simulated_cross_batch_loss([q[c] for c in cut], list(p.split(width)), tau,
-                                          [exclude[c] for c in cut])
-
-    return step
 
 
 # --- training under torchrun: DistributedDataParallel with cross-device negatives ------------------
@@ -246,32 +165,32 @@ class DistributedContrastiveStep:
         exclude = known_positive_mask(data, local, self.gathered_pids).to(q.device)  # (B/G, G·P)
         gathered = all_gather_with_grad(p)  # (G·P, H), gradients flow back to the rank that embedded a row
         self.gathered = gathered.detach()
-        loss = gathered_loss(q, gathered, len(p), tau, exclude)
+        loss = gathered_loss(q, gathered, len(p), rank(), tau, exclude)
         mean = loss.detach().clone()
         dist.all_reduce(mean)  # sum over ranks
         return loss + (mean / world_size() - loss.detach())  # value: global loss; gradient: this rank's
 
 
 def train_distributed(model: BiEncoder, data: RetrievalData, config: TrainConfig,
-                      strategy: NegativeStrategy | None = None, hooks: list[Hook] = (),
+                      sampler: Sampler | None = None, hooks: list[Hook] = (),
                       progress: bool = True, **kwargs) -> History:
     """``retrlab.train.train`` with DDP when run under ``torchrun`` (plain ``train`` otherwise).
 
     ``config.batch_size`` is the *global* batch: each of the G processes embeds B/G queries and
     their passages and sees the G·(B/G)·(1 + n) passages of all ranks as negatives, so the loss
     and the update equal the one-process run on the same batch (tests/test_ddp.py). Hooks run on
-    every rank: a hook that changes the strategy (ANCE's refresh) must, so ranks keep drawing the
+    every rank: a hook that changes the sampler (ANCE's refresh) must, so ranks keep drawing the
     same batches; only rank 0 shows the progress bar and writes checkpoints. Pass
     ``step_fn=DistributedContrastiveStep(model)`` yourself to keep a handle on what it gathers.
     """
     from retrlab.train import no_negatives, train
 
-    strategy = strategy or no_negatives
+    sampler = sampler or no_negatives
     if not is_distributed():
-        return train(model, data, config, strategy, hooks, progress=progress, **kwargs)
+        return train(model, data, config, sampler, hooks, progress=progress, **kwargs)
     if config.batch_size % world_size():
         raise ValueError(f"batch_size {config.batch_size} (the global batch) must be divisible by the "
                          f"{world_size()} processes")
     step_fn = kwargs.pop("step_fn", None) or DistributedContrastiveStep(model)
-    return train(model, data, config, strategy, hooks, step_fn=step_fn, progress=progress and rank() == 0,
+    return train(model, data, config, sampler, hooks, step_fn=step_fn, progress=progress and rank() == 0,
                  **kwargs)

@@ -26,33 +26,13 @@ each query's *own* hard negative, since the other queries' hard documents are ra
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
+from retrlab.losses import compute_star_loss
+from retrlab.negatives.uniform import Sampler, uniform_from_pool
 from retrlab.pool import CandidatePool
 from retrlab.train import Batch, History, Hook, TrainConfig, known_positive_mask, train
-from retrlab.negatives.uniform import Strategy, uniform_from_pool
-
-
-def compute_star_loss(positive_scores: torch.Tensor, negative_scores: torch.Tensor,
-                      keep: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-    """Mean pairwise softmax loss over the kept (query, negative) pairs.
-
-    ``positive_scores`` (B,) s(q_i, d_i+); ``negative_scores`` (B, C) s(q_i, d_c) for every
-    candidate negative column; ``keep`` (B, C) bool, False for pairs that must not count (the
-    query's own positive, a labelled positive of the query, a group switched off).
-    Returns ``sum softplus((s_ic - s_i+)/τ) over kept pairs / number of kept pairs``.
-    """
-    if tau <= 0:
-        raise ValueError(f"temperature must be > 0, got {tau}")
-    if negative_scores.shape != keep.shape or negative_scores.shape[0] != positive_scores.shape[0]:
-        raise ValueError(f"shapes disagree: positives {tuple(positive_scores.shape)}, "
-                         f"negatives {tuple(negative_scores.shape)}, keep {tuple(keep.shape)}")
-    if not keep.any():
-        raise ValueError("no (query, negative) pair is kept: nothing to learn from")
-    pair_losses = F.softplus((negative_scores - positive_scores[:, None]) / tau)  # (B, C)
-    return (pair_losses * keep).sum() / keep.sum()
 
 
 def star_pair_mask(data: RetrievalData, batch: Batch, random_negatives: bool = True,
@@ -89,7 +69,7 @@ def star_step(random_negatives: bool = True, hard_negatives: bool = True):
     def step_fn(model: BiEncoder, data: RetrievalData, batch: Batch, tau: float) -> torch.Tensor:
         hard = [p for row in batch.negative_pids for p in row]
         if hard_negatives and not hard:
-            raise ValueError("hard_negatives=True but the strategy returned no negatives")
+            raise ValueError("hard_negatives=True but the sampler returned no negatives")
         q = model.embed_queries(batch.queries)  # (B, H)
         d = model.embed_passages(data.passage_texts(batch.positive_pids + hard))  # (B + N, H)
         scores = q @ d.T  # (B, B + N)
@@ -99,21 +79,21 @@ def star_step(random_negatives: bool = True, hard_negatives: bool = True):
     return step_fn
 
 
-def static_hard_negatives(pool: CandidatePool, n: int = 1, depth: int | None = 200) -> Strategy:
+def static_hard_negatives(pool: CandidatePool, n: int = 1, depth: int | None = 200) -> Sampler:
     """STAR's sampler: ``n`` negatives drawn uniformly from the static pool's top-``depth``."""
     return uniform_from_pool(pool, n=n, depth=depth)
 
 
 def train_star(model: BiEncoder, data: RetrievalData, pool: CandidatePool, config: TrainConfig,
-               random_negatives: bool = True, hard_negatives: bool = True, strategy: Strategy | None = None,
+               random_negatives: bool = True, hard_negatives: bool = True, sampler: Sampler | None = None,
                hooks: list[Hook] = (), progress: bool = True) -> History:
     """Train ``model`` in place with STAR (or one of its ablations) and return the history.
 
-    ``strategy`` defaults to one static hard negative per query from ``pool``; pass another one
-    (e.g. a ``RecordingStrategy`` around it) to inspect the picks. This is the function notebook 02
+    ``sampler`` defaults to one static hard negative per query from ``pool``; pass another one
+    (e.g. a ``RecordingSampler`` around it) to inspect the picks. This is the function notebook 02
     and ``retrlab.artifacts.star_retriever`` both call, so the cached STAR model is the notebook's.
     """
-    if strategy is None:
-        strategy = static_hard_negatives(pool, n=1) if hard_negatives else (lambda qid, rng: [])
-    return train(model, data, config, strategy=strategy, hooks=hooks,
+    if sampler is None:
+        sampler = static_hard_negatives(pool, n=1) if hard_negatives else (lambda qid, rng: [])
+    return train(model, data, config, sampler=sampler, hooks=hooks,
                  step_fn=star_step(random_negatives, hard_negatives), progress=progress)

@@ -10,7 +10,7 @@ frozen, so "dynamic" hard negatives cost one search per step instead of a corpus
 3. LambdaRank-style pairwise loss over every (relevant i, non-relevant j) pair of the list:
    ``C_ij = softplus(-(s_i - s_j))`` weighted by ``|1/rank_i - 1/rank_j|`` (ΔMRR when the two
    swap; ``1/rank = 0`` past ``metric_cut``: ``metric_weights``), summed, divided by
-   2·#pairs (``num_pairs = 2 * num_pos_pairs``), averaged over the batch (METHODS A3).
+   2·#pairs (``num_pairs = 2 * num_pos_pairs``), averaged over the batch (docs/methods.md, ADORE).
 
 Deviations: scores are cosines of normalised MiniLM vectors, divided by a temperature τ before
 the softplus (DRhard: raw dot products, no τ). The stored official file writes both ``C_pos`` and
@@ -21,39 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.index import FlatIndex
+from retrlab.losses import compute_adore_loss, compute_adore_weights
 from retrlab.train import Batch
-
-
-def compute_adore_weights(n: int, metric_cut: int | None = None) -> torch.Tensor:
-    """(n, n) ``|1/rank_i - 1/rank_j|`` for ranks 1..n, with ``1/rank = 0`` beyond ``metric_cut``."""
-    inverse = 1.0 / torch.arange(1, n + 1, dtype=torch.float32)  # (n,)
-    if metric_cut is not None:
-        inverse[metric_cut:] = 0.0
-    return (inverse[:, None] - inverse[None, :]).abs()
-
-
-def compute_adore_loss(scores: torch.Tensor, relevant: torch.Tensor, weights: torch.Tensor,
-                       tau: float = 1.0) -> torch.Tensor:
-    """One query's loss: ``sum_{i rel, j non-rel} w_ij softplus((s_j - s_i)/τ) / (2 · #pairs)``.
-
-    ``scores`` (n,) the query against its ranked list (retrieved, then any appended positives);
-    ``relevant`` (n,) bool; ``weights`` (n, n) from ``compute_adore_weights``.
-    """
-    if tau <= 0:
-        raise ValueError(f"temperature must be > 0, got {tau}")
-    if not (scores.shape == relevant.shape and weights.shape == (len(scores), len(scores))):
-        raise ValueError(f"shapes disagree: scores {tuple(scores.shape)}, relevant "
-                         f"{tuple(relevant.shape)}, weights {tuple(weights.shape)}")
-    pairs = relevant[:, None] & ~relevant[None, :]  # (n, n) i relevant, j not
-    if not pairs.any():
-        raise ValueError("the list needs at least one relevant and one non-relevant passage")
-    costs = F.softplus((scores[None, :] - scores[:, None]) / tau)  # [i, j] = softplus((s_j - s_i)/τ)
-    return (weights * costs * pairs).sum() / (2 * pairs.sum())
 
 
 def ranked_list(retrieved: list[str], labelled: set[str]) -> tuple[list[str], list[bool]]:

@@ -25,28 +25,18 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder, CrossEncoder
-from retrlab.losses import ar2_adversarial_loss, kl_distillation_loss, listwise_loss
+from retrlab.losses import ar2_retriever_loss, listwise_loss
 from retrlab.pool import CandidatePool, dense_pool
-from retrlab.train import History
+from retrlab.train import History, Hook, Learner, Stage, run
 from retrlab.utils import seed_everything
-
-
-def ar2_retriever_loss(retriever_scores: torch.Tensor, ranker_scores: torch.Tensor, lam: float = 0.5,
-                       teacher_tau: float = 1.0) -> torch.Tensor:
-    """AR2's retriever loss ``λ·L_adv + (1−λ)·L_kd`` on (B, 1+n) group scores, positive in column 0."""
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lambda must be in [0, 1], got {lam}")
-    return (lam * ar2_adversarial_loss(retriever_scores, ranker_scores)
-            + (1 - lam) * kl_distillation_loss(retriever_scores, ranker_scores, teacher_tau))
 
 
 @dataclass(frozen=True)
@@ -62,6 +52,7 @@ class AR2Config:
     tau: float = 0.05  # retriever scores = cosine / tau
     retriever_lr: float = 2e-5
     ranker_lr: float = 1e-5
+    warmup_ratio: float = 0.1  # each player's linear warm-up, then linear decay (retrlab.train.run)
     seed: int = 0
 
 
@@ -110,71 +101,104 @@ def ranker_group_scores(ranker: CrossEncoder, data: RetrievalData, qids: list[st
     return ranker(queries, data.passage_texts([pid for g in groups for pid in g])).view(len(qids), -1)
 
 
-def _step(model: torch.nn.Module, optimizer, loss: torch.Tensor) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+def pool_state(pool: CandidatePool | None) -> dict | None:
+    """A pool as plain fields (lists and arrays), for a checkpoint."""
+    return None if pool is None else {f.name: getattr(pool, f.name) for f in dataclasses.fields(pool)}
+
+
+class AR2Game:
+    """The two players' step functions over one shared state: the refreshed pool and the sampler's rng.
+
+    Step ``s`` belongs to iteration ``(s - 1) // per_iteration + 1``; its first step refreshes the
+    pool with the current retriever, the next ``ranker_steps`` train the ranker, the rest the
+    retriever. ``state_dict`` holds the current pool, so a resumed run trains on the same groups.
+    """
+
+    def __init__(self, retriever: BiEncoder, ranker: CrossEncoder | None, data: RetrievalData, qids: list[str],
+                 universe: list[str], config: AR2Config, picks: list | None = None) -> None:
+        if len(qids) < config.batch_size:
+            raise ValueError(f"batch_size {config.batch_size} exceeds the {len(qids)} training queries")
+        self.retriever, self.ranker, self.data, self.qids, self.universe = retriever, ranker, data, qids, universe
+        self.config, self.picks = config, picks
+        self.rng = random.Random(config.seed)
+        self.pool: CandidatePool | None = None
+        self.ranker_steps = config.ranker_steps if ranker is not None else 0
+        self.per_iteration = self.ranker_steps + config.retriever_steps
+
+    def stage(self, step: int) -> Stage:
+        if (step - 1) % self.per_iteration < self.ranker_steps:
+            return Stage(self.ranker_step, learner="ranker", loss_name="ranker_loss")
+        return Stage(self.retriever_step, learner="retriever", loss_name="retriever_loss")
+
+    def iteration(self, step: int) -> int:
+        return (step - 1) // self.per_iteration + 1
+
+    def groups(self, step: int) -> tuple[list[str], list[list[str]], torch.Tensor]:
+        """This step's queries, their ``[positive, negatives]`` groups, and the targets (column 0)."""
+        if (step - 1) % self.per_iteration == 0:  # a new iteration: G_θ's current top-k
+            self.pool = refresh_pool(self.retriever, self.data, self.qids, self.universe, self.config.depth)
+        batch = self.rng.sample(self.qids, self.config.batch_size)
+        groups = sample_groups(self.pool, self.data, batch, self.config.negatives, self.config.depth, self.rng)
+        return batch, groups, torch.zeros(len(batch), dtype=torch.long, device=self.retriever.device)
+
+    def ranker_step(self, step: int) -> tuple[torch.Tensor, dict]:
+        """max_φ: the ranker picks the positive out of the retriever's candidates (listwise CE)."""
+        batch, groups, targets = self.groups(step)
+        self.ranker.train()
+        loss = listwise_loss(ranker_group_scores(self.ranker, self.data, batch, groups), targets)
+        return loss, {"iteration": self.iteration(step)}
+
+    def retriever_step(self, step: int) -> tuple[torch.Tensor, dict]:
+        """min_θ: retriever steps against the frozen ranker (listwise CE alone without a ranker)."""
+        batch, groups, targets = self.groups(step)
+        if self.picks is not None:
+            self.picks.extend((q, g[1:]) for q, g in zip(batch, groups))
+        self.retriever.train()
+        scores = retriever_group_scores(self.retriever, self.data, batch, groups, self.config.tau)
+        if self.ranker is None:
+            return listwise_loss(scores, targets), {"iteration": self.iteration(step)}
+        self.ranker.eval()
+        with torch.no_grad():
+            teacher = ranker_group_scores(self.ranker, self.data, batch, groups)
+        loss = ar2_retriever_loss(scores, teacher, self.config.lam, self.config.teacher_tau)
+        return loss, {"iteration": self.iteration(step)}
+
+    def state_dict(self) -> dict:
+        return {"pool": pool_state(self.pool)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pool = None if state["pool"] is None else CandidatePool(**state["pool"])
 
 
 def train_ar2(retriever: BiEncoder, ranker: CrossEncoder | None, data: RetrievalData, qids: list[str],
               universe: list[str], config: AR2Config, on_iteration=None, progress: bool = True,
-              picks: list | None = None) -> History:
-    """Alternate ranker and retriever steps for ``config.iterations`` refreshes (in place).
+              picks: list | None = None, hooks: list[Hook] = (), checkpoint: str | Path | None = None,
+              checkpoint_every: int = 0) -> History:
+    """Alternate ranker and retriever steps for ``config.iterations`` refreshes (in place), on the engine.
 
     ``on_iteration(iteration, retriever, ranker)`` runs after each iteration (and before the first,
     with iteration 0); its dict is logged. ``ranker=None`` trains the retriever alone with
     listwise CE on the same groups: the baseline. ``picks``, when given, receives
     ``(qid, negatives)`` of every group a retriever step trains on (to measure false negatives).
+    Each player has its own AdamW and schedule (``retrlab.train.run``: one warm-up rule).
     """
-    seed_everything(config.seed)
-    rng = random.Random(config.seed)
-    if len(qids) < config.batch_size:
-        raise ValueError(f"batch_size {config.batch_size} exceeds the {len(qids)} training queries")
-    retriever_opt = torch.optim.AdamW(retriever.parameters(), lr=config.retriever_lr, weight_decay=0.01)
-    ranker_opt = torch.optim.AdamW(ranker.parameters(), lr=config.ranker_lr) if ranker is not None else None
-    history, started, step = History(), time.perf_counter(), 0
-    if on_iteration:
-        history.log(0, **(on_iteration(0, retriever, ranker) or {}))
-    total = config.iterations * (config.retriever_steps + (config.ranker_steps if ranker is not None else 0))
-    bar = tqdm(total=total, desc="AR2" if ranker is not None else "retriever alone", disable=not progress)
-    for iteration in range(1, config.iterations + 1):
-        pool = refresh_pool(retriever, data, qids, universe, config.depth)  # G_θ's current top-k
-        phases = [("ranker", config.ranker_steps)] if ranker is not None else []
-        for phase, steps in phases + [("retriever", config.retriever_steps)]:
-            for _ in range(steps):
-                step += 1
-                batch = rng.sample(qids, config.batch_size)
-                groups = sample_groups(pool, data, batch, config.negatives, config.depth, rng)
-                targets = torch.zeros(len(batch), dtype=torch.long, device=retriever.device)  # positive = column 0
-                if phase == "ranker":  # max_φ: pick the positive out of the retriever's candidates
-                    ranker.train()
-                    loss = listwise_loss(ranker_group_scores(ranker, data, batch, groups), targets)
-                    _step(ranker, ranker_opt, loss)
-                    history.log(step, ranker_loss=loss.item(), iteration=iteration)
-                else:  # min_θ: retriever steps, ranker frozen
-                    if picks is not None:
-                        picks.extend((q, g[1:]) for q, g in zip(batch, groups))
-                    retriever.train()
-                    scores = retriever_group_scores(retriever, data, batch, groups, config.tau)
-                    if ranker is None:
-                        loss = listwise_loss(scores, targets)
-                    else:
-                        ranker.eval()
-                        with torch.no_grad():
-                            teacher = ranker_group_scores(ranker, data, batch, groups)
-                        loss = ar2_retriever_loss(scores, teacher, config.lam, config.teacher_tau)
-                    _step(retriever, retriever_opt, loss)
-                    history.log(step, retriever_loss=loss.item(), iteration=iteration)
-                history.log(step, seconds=time.perf_counter() - started)
-                bar.update(1)
-        if on_iteration:
-            history.log(step, **(on_iteration(iteration, retriever, ranker) or {}))
-    bar.close()
-    retriever.eval()
+    game = AR2Game(retriever, ranker, data, qids, universe, config, picks)
+    steps = config.iterations * game.per_iteration
+    learners = {"retriever": Learner([retriever], config.retriever_lr, config.iterations * config.retriever_steps,
+                                     warmup_ratio=config.warmup_ratio)}
     if ranker is not None:
-        ranker.eval()
-    return history
+        learners["ranker"] = Learner([ranker], config.ranker_lr, config.iterations * config.ranker_steps,
+                                     warmup_ratio=config.warmup_ratio)
+    history = History()
+    if on_iteration and not (checkpoint is not None and Path(checkpoint).exists()):
+        seed_everything(config.seed)
+        history.log(0, **(on_iteration(0, retriever, ranker) or {}))
+    if on_iteration:
+        per = game.per_iteration
+        hooks = [*hooks, Hook(per, lambda step, _: on_iteration(step // per, retriever, ranker))]
+    return run(learners, game.stage, steps, seed=config.seed, hooks=hooks, state={"game": game, "rng": game.rng},
+               history=history, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+               desc="AR2" if ranker is not None else "retriever alone")
 
 
 def probe_scores(retriever: BiEncoder, ranker: CrossEncoder, data: RetrievalData, qids: list[str],

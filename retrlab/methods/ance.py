@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
-from retrlab.pool import CandidatePool, dense_pool
+from retrlab.pool import CandidatePool, dense_pool, false_negative_rate
 from retrlab.train import Hook
 
 
@@ -78,10 +78,8 @@ class AnceNegatives:
         started = time.perf_counter()
         new_pool = dense_pool(model, self.data, self.split, depth=self.depth, source=f"step {step}")
         seconds = time.perf_counter() - started
-        truth = self.data.qrels
-        flags = [pid in truth.get(q, {}) for q, negs in self.picks for pid in negs]
         entry = RefreshLog(step, seconds, compute_overlap(self.picks, new_pool, self.depth),
-                           sum(flags) / len(flags) if flags else float("nan"),
+                           false_negative_rate(self.picks, self.data.qrels),
                            new_pool.false_negative_rate(self.depth))
         self.pool, self.picks = new_pool, []
         self.log.append(entry)

@@ -1,4 +1,4 @@
-"""Every fine-tuning strategy of METHODS Part A as one function ``(context, seed) -> Trained``.
+"""Every fine-tuning method as a leaderboard entry: one function ``(context, seed) -> Trained``.
 
 Each function calls the package's own module for its method — the rules live in
 ``retrlab.negatives.*`` (paper and official code file in each docstring), the shared models in
@@ -9,9 +9,9 @@ Each function calls the package's own module for its method — the rules live i
   by definition a second stage: the query tower of the cached STAR model, on STAR's frozen index;
 * **one budget** (``LeaderboardBudget``): the same steps, batch, learning rate, passage length and
   seed for every strategy;
-* **one measurement** (``run_strategy``): test MRR@10 / R@20 / nDCG@10 graded with the complete
+* **one measurement** (``run_entry``): test MRR@10 / R@20 / nDCG@10 graded with the complete
   ground truth, the share of the negatives actually trained on that are hidden positives
-  (``RecordingStrategy``'s count), and the seconds of training — wall time, and CPU time, which
+  (``RecordingSampler``'s count), and the seconds of training — wall time, and CPU time, which
   barely moves when other jobs share the machine.
 
 Shared preparation (artifacts, pools, the cross-encoder's scores, STAR's frozen vectors) happens
@@ -27,25 +27,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retrlab import artifacts
+from retrlab.constants import BM25_DEPTH, LEADERBOARD_MEASURES, POOL_DEPTH
 from retrlab.data.dataset import RetrievalData
-from retrlab.distributed import cross_batch_step
 from retrlab.encoders import BiEncoder, CrossEncoder
 from retrlab.evaluation import dense_run, encode_corpus, evaluate_run
 from retrlab.leaderboard.budget import LeaderboardBudget
-from retrlab.negatives.adore import AdoreStep, freeze_passage_tower
-from retrlab.negatives.ance import AnceNegatives
-from retrlab.negatives.ar2 import AR2Config, candidate_universe, train_ar2
+from retrlab.methods.adore import AdoreStep, freeze_passage_tower
+from retrlab.methods.ance import AnceNegatives
+from retrlab.methods.ar2 import AR2Config, candidate_universe, train_ar2
+from retrlab.methods.rocketqa import cross_batch_step
+from retrlab.methods.star import star_step, static_hard_negatives, train_star
 from retrlab.negatives.denoise import denoised_from_pool, keep_as_negative
 from retrlab.negatives.simans import simans_negatives
-from retrlab.negatives.static import star_step, static_hard_negatives, train_star
-from retrlab.negatives.uniform import RecordingStrategy, uniform_from_pool
-from retrlab.pool import CandidatePool, bm25_pool
-from retrlab.rerank import cross_encoder, cross_encoder_report, score_candidates
+from retrlab.negatives.uniform import RecordingSampler, uniform_from_pool
+from retrlab.pool import CandidatePool, bm25_pool, false_negative_rate
+from retrlab.rerank import score_candidates
 from retrlab.train import Hook, no_negatives, train
 
-MEASURES = ("MRR@10", "R@20", "nDCG@10")
-POOL_DEPTH = 200  # the warm-up pool (STAR's prepare_hardneg.py mines the top-200)
-BM25_DEPTH = 10  # DPR's BM25 negative: drawn from BM25's top-10, as in notebook 01 and the warm-up
 ROCKETQA_DEPTH, ROCKETQA_THRESHOLD = 10, 0.1  # candidates the cross-encoder scores; ce_threshold_neg
 AR2_NEGATIVES, AR2_DEPTH, AR2_UNIVERSE = 3, 10, 15  # notebook 06's group size, refresh depth, universe
 
@@ -102,9 +100,11 @@ class Context:
 
     @property
     def ranker(self) -> CrossEncoder:
-        b = self.budget
-        return self._get("cross-encoder", lambda: cross_encoder(
-            self.data, smoke=b.smoke, budget=b.cross_encoder, warmup=b.warmup))
+        """The shared cross-encoder: RocketQA's denoiser, AR2's ranker."""
+        budget = self.budget
+        return self._get("cross-encoder", lambda: artifacts.cross_encoder(self.data, smoke=budget.smoke,
+                                                                          budget=budget.cross_encoder,
+                                                                          warmup=budget.warmup))
 
     @property
     def ce_probabilities(self) -> dict[str, np.ndarray]:
@@ -120,7 +120,7 @@ class Context:
         candidates RocketQA's filter kept as negatives; empty when no strategy needed it."""
         b, notes = self.budget, {}
         if "cross-encoder" in self._built:
-            notes["cross-encoder report"] = cross_encoder_report(
+            notes["cross-encoder report"] = artifacts.cross_encoder_report(
                 self.data, smoke=b.smoke, budget=b.cross_encoder, warmup=b.warmup)
         if "cross-encoder scores" in self._built:
             probs = np.concatenate(list(self.ce_probabilities.values()))
@@ -155,18 +155,18 @@ class Trained:
     extra: dict = field(default_factory=dict)
 
 
-def _train(ctx: Context, seed: int, start: BiEncoder, strategy=no_negatives, step_fn=None,
+def _train(ctx: Context, seed: int, start: BiEncoder, sampler=no_negatives, step_fn=None,
            hooks: list[Hook] = ()) -> tuple[BiEncoder, float, float]:
     model = ctx.fresh(start)
     clock = Clock()
-    train(model, ctx.data, ctx.budget.config(seed), strategy=strategy, hooks=hooks, step_fn=step_fn,
+    train(model, ctx.data, ctx.budget.config(seed), sampler=sampler, hooks=hooks, step_fn=step_fn,
           progress=False)
     return model, *clock.read()
 
 
-def train_from_warmup(ctx: Context, seed: int, strategy, step_fn=None) -> Trained:
-    """Fine-tune a copy of the warm-up retriever with ``strategy``'s negatives, recording each one."""
-    recorder = RecordingStrategy(strategy)
+def train_from_warmup(ctx: Context, seed: int, sampler, step_fn=None) -> Trained:
+    """Fine-tune a copy of the warm-up retriever with ``sampler``'s negatives, recording each one."""
+    recorder = RecordingSampler(sampler)
     model, wall, cpu = _train(ctx, seed, ctx.warmup, recorder, step_fn)
     return Trained(model, wall, cpu, recorder.picks, ctx.budget.steps)
 
@@ -185,10 +185,10 @@ def run_bm25(ctx: Context, seed: int) -> Trained:
 def run_star(ctx: Context, seed: int) -> Trained:
     """STAR: one static hard negative from the warm-up pool + random (in-batch) ones, pairwise loss."""
     pool = ctx.warmup_pool
-    recorder = RecordingStrategy(static_hard_negatives(pool, n=1, depth=ctx.budget.depth))
+    recorder = RecordingSampler(static_hard_negatives(pool, n=1, depth=ctx.budget.depth))
     model = ctx.fresh(ctx.warmup)
     clock = Clock()
-    train_star(model, ctx.data, pool, ctx.budget.config(seed), strategy=recorder, progress=False)
+    train_star(model, ctx.data, pool, ctx.budget.config(seed), sampler=recorder, progress=False)
     return Trained(model, *clock.read(), recorder.picks, ctx.budget.steps)
 
 
@@ -196,7 +196,7 @@ def run_ance(ctx: Context, seed: int) -> Trained:
     """ANCE: negatives from the model's own top-``depth``, re-mined once half-way (pairwise loss)."""
     steps = ctx.budget.steps
     negatives = AnceNegatives(ctx.data, ctx.warmup_pool, depth=ctx.budget.depth, n=1)
-    recorder = RecordingStrategy(negatives)
+    recorder = RecordingSampler(negatives)
     model, wall, cpu = _train(ctx, seed, ctx.warmup, recorder, star_step(random_negatives=False),
                               hooks=[negatives.hook(max(1, steps // 2), steps)])
     return Trained(model, wall, cpu, recorder.picks, steps, extra={"refreshes": len(negatives.log)})
@@ -224,8 +224,8 @@ def run_rocketqa_hard(ctx: Context, seed: int) -> Trained:
 
 def run_rocketqa_denoised(ctx: Context, seed: int) -> Trained:
     """RocketQA: the same, keeping only candidates the cross-encoder scores below 0.1."""
-    strategy = denoised_from_pool(ctx.warmup_pool, ctx.ce_probabilities, n=1, threshold=ROCKETQA_THRESHOLD)
-    return train_from_warmup(ctx, seed, strategy, cross_batch_step(_shards(ctx)))
+    sampler = denoised_from_pool(ctx.warmup_pool, ctx.ce_probabilities, n=1, threshold=ROCKETQA_THRESHOLD)
+    return train_from_warmup(ctx, seed, sampler, cross_batch_step(_shards(ctx)))
 
 
 def run_ar2(ctx: Context, seed: int) -> Trained:
@@ -253,34 +253,34 @@ def run_simans(ctx: Context, seed: int) -> Trained:
 
 
 @dataclass(frozen=True)
-class Strategy:
+class Entry:
     name: str
     title: str
     paper: str
     start: str  # the model it fine-tunes
     train: Callable[[Context, int], Trained]
-    paper_mrr10: float | None  # MS MARCO passage dev MRR@10 reported for it (METHODS C3, A5)
+    paper_mrr10: float | None  # MS MARCO passage dev MRR@10 reported for it (docs/methods.md, per method)
 
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
-    Strategy("inbatch", "DPR in-batch", "Karpukhin et al. 2020", "warm-up", run_inbatch, 0.264),
-    Strategy("bm25", "DPR + BM25 negative", "Karpukhin et al. 2020", "warm-up", run_bm25, 0.299),
-    Strategy("star", "STAR", "Zhan et al. 2021", "warm-up", run_star, 0.340),
-    Strategy("ance", "ANCE", "Xiong et al. 2021", "warm-up", run_ance, 0.330),
-    Strategy("adore", "ADORE + STAR", "Zhan et al. 2021", "STAR", run_adore, 0.347),
-    Strategy("rocketqa-hard", "RocketQA hard, not denoised", "Qu et al. 2021", "warm-up", run_rocketqa_hard,
+ENTRIES: dict[str, Entry] = {s.name: s for s in [
+    Entry("inbatch", "DPR in-batch", "Karpukhin et al. 2020", "warm-up", run_inbatch, 0.264),
+    Entry("bm25", "DPR + BM25 negative", "Karpukhin et al. 2020", "warm-up", run_bm25, 0.299),
+    Entry("star", "STAR", "Zhan et al. 2021", "warm-up", run_star, 0.340),
+    Entry("ance", "ANCE", "Xiong et al. 2021", "warm-up", run_ance, 0.330),
+    Entry("adore", "ADORE + STAR", "Zhan et al. 2021", "STAR", run_adore, 0.347),
+    Entry("rocketqa-hard", "RocketQA hard, not denoised", "Qu et al. 2021", "warm-up", run_rocketqa_hard,
              0.260),
-    Strategy("rocketqa-denoised", "RocketQA denoised", "Qu et al. 2021", "warm-up", run_rocketqa_denoised,
+    Entry("rocketqa-denoised", "RocketQA denoised", "Qu et al. 2021", "warm-up", run_rocketqa_denoised,
              0.364),
-    Strategy("ar2", "AR2", "Zhang et al. 2022", "warm-up", run_ar2, 0.395),
-    Strategy("simans", "SimANS", "Zhou et al. 2022", "warm-up", run_simans, 0.409),
+    Entry("ar2", "AR2", "Zhang et al. 2022", "warm-up", run_ar2, 0.395),
+    Entry("simans", "SimANS", "Zhou et al. 2022", "warm-up", run_simans, 0.409),
 ]}
 
 
-def get_strategy(name: str) -> Strategy:
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
+def get_entry(name: str) -> Entry:
+    if name not in ENTRIES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of: {', '.join(ENTRIES)}")
+    return ENTRIES[name]
 
 
 @dataclass
@@ -299,34 +299,27 @@ class Result:
     train_cpu_seconds: float = 0.0  # CPU time of training, all threads: robust to other jobs
 
 
-def false_negative_rate(picks: list[tuple[str, list[str]]], data: RetrievalData) -> float:
-    """``RecordingStrategy.false_negative_rate`` of picks recorded elsewhere (ADORE's lists, AR2's groups)."""
-    recorder = RecordingStrategy(no_negatives)
-    recorder.picks = list(picks)
-    return recorder.false_negative_rate(data)
-
-
-def evaluate(ctx: Context, model: BiEncoder,
+def measure(ctx: Context, model: BiEncoder,
              passage_vectors: np.ndarray | None = None) -> tuple[dict, dict, float]:
     """(test metrics, test run at depth 20, seconds) of a bi-encoder."""
     started = time.perf_counter()
     run = dense_run(model, ctx.data, "test", k=20, passage_vectors=passage_vectors, progress=False)
-    return evaluate_run(run, ctx.data, "test", MEASURES), run, time.perf_counter() - started
+    return evaluate_run(run, ctx.data, "test", LEADERBOARD_MEASURES), run, time.perf_counter() - started
 
 
-def run_strategy(name: str, data: RetrievalData, budget: LeaderboardBudget, seed: int, *,
+def run_entry(name: str, data: RetrievalData, budget: LeaderboardBudget, seed: int, *,
                  context: Context | None = None) -> Result:
     """Train strategy ``name`` on ``budget`` with ``seed`` and measure it on the test split.
 
     ``context`` shares the artifacts of earlier calls; it must have been made from ``data`` and ``budget``.
     """
-    spec = get_strategy(name)
+    spec = get_entry(name)
     if context is not None and context.budget != budget:
         raise ValueError("the context was built for another budget")
     ctx = context or Context(data, budget)
     trained = spec.train(ctx, seed)
-    metrics, run, eval_seconds = evaluate(ctx, trained.model, trained.test_vectors)
+    metrics, run, eval_seconds = measure(ctx, trained.model, trained.test_vectors)
     negatives = sum(len(negs) for _, negs in trained.picks or [])
-    fn_rate = false_negative_rate(trained.picks, ctx.data) if negatives else None  # None: no extra negative
+    fn_rate = false_negative_rate(trained.picks, ctx.data.qrels) if negatives else None  # None: no extra negative
     return Result(name, seed, metrics, run, fn_rate, negatives, trained.seconds, eval_seconds, trained.steps,
                   spec.start, trained.extra, trained.cpu_seconds)
