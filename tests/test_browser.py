@@ -118,8 +118,8 @@ def test_cross_encoder_row_in_jupyterlab(page, lab):
     run_checked(page, lambda: check_cross_encoder_row(page, lab), "cross-encoder")
 
 
-def press(page, selector: str, key: str, times: int = 1) -> None:
-    handle = page.locator(selector)
+def press(handle, key: str, times: int = 1) -> None:
+    """Keyboard presses on a slider handle (a Playwright locator matching exactly one element)."""
     handle.focus()
     for _ in range(times):
         handle.press(key)
@@ -135,7 +135,7 @@ def check_cross_encoder_row(page, lab) -> None:
     hidden = np.array([True, False, True, False, False])
     for key, threshold in [(None, 0.5), ("End", 1.0), ("Home", 0.0)]:
         if key:
-            press(page, ".se-threshold .noUi-handle", key)
+            press(explorer.locator(".se-threshold .noUi-handle"), key)
         dropped = p >= threshold  # by hand: RocketQA keeps a negative only if p < threshold
         expect(caption).to_contain_text(
             f"CE veto p >= {threshold:.3f}: drops {dropped.sum()} of 5, catches {(dropped & hidden).sum()} of 2 "
@@ -180,13 +180,13 @@ def check_zones_and_toggle(page) -> None:
     """The distribution view (the first in 07): zones follow b; the toggle switches counts/density."""
     from playwright.sync_api import expect
 
-    view = page.locator(".distribution-view").first
+    view = page.locator(".distribution-view").first  # 07 shows two: the demo and before/after training
     view.evaluate("e => e.scrollIntoView()")
     caption, zones = view.locator(".distribution-view-plot pre"), view.locator(".dv-zones")
     image = view.locator(".distribution-view-plot img")
     expect(caption).to_contain_text("| density |")  # Run All left the demo widget in its demo state
     band_before, src_before = zones.locator("div").first.text_content(), image.get_attribute("src")
-    press(page, ".distribution-view .dv-b .noUi-handle", "ArrowLeft", 5)  # b down by 0.05
+    press(view.locator(".dv-b .noUi-handle"), "ArrowLeft", 5)  # b down by 0.05
     b = float(view.locator(".dv-b .widget-readout").text_content())
     expect(caption).to_contain_text(f"b={b:+.2f} ", timeout=120_000)
     assert zones.locator("div").first.text_content() != band_before, "the zones did not follow b"
