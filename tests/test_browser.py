@@ -1,8 +1,11 @@
-"""A real browser runs the SimANS notebook in JupyterLab, moves a slider and sees the widget change.
+"""A real browser runs the SimANS notebook in JupyterLab, moves controls and sees the widgets change.
 
 Headless Debian Chromium (/usr/bin/chromium) driven by Playwright; JupyterLab on 127.0.0.1 with a
-random token; the notebook in smoke mode. Skips with the reason when chromium or playwright is
-missing. A screenshot is saved under ``test-artifacts/browser/`` (gitignored).
+random token; the notebook in smoke mode. In 07: the explorer's a slider, the distribution view's
+zones (moving b) and its counts/density toggle. In a small notebook written here (the hand pool of
+``test_simans``): the explorer's cross-encoder row, whose counts must equal thresholding by hand.
+Skips with the reason when chromium or playwright is missing. Screenshots are saved under
+``test-artifacts/browser/`` (gitignored).
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+import nbformat
+import numpy as np
 import pytest
 
 from browser_support import CHROMIUM, CHROMIUM_ARGS, jupyterlab_server, missing_browser_tools
@@ -19,6 +24,8 @@ ROOT = Path(__file__).parents[1]
 NOTEBOOK = ROOT / "notebooks" / "07_simans_ambiguous_negatives.ipynb"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 RUN_TIMEOUT_MS = 900_000  # the whole smoke notebook (≤ 60 s on an idle CI box) plus a large margin
+CE_NOTEBOOK = "cross_encoder_row.ipynb"
+CE_PROBS = {"q0": [0.95, 0.2, 0.7, 0.1, 0.05], "q1": [0.1, 0.1, 0.1]}  # q0's hidden positives: ranks 1 and 3
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.skipif(missing_browser_tools() is not None,
                                                       reason=str(missing_browser_tools()))]
@@ -27,9 +34,29 @@ pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.skipif(miss
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with jupyterlab_server([NOTEBOOK], tmp_path_factory.mktemp("lab"), {"RETRLAB_SMOKE": "1"},
+    notebooks = [NOTEBOOK, write_cross_encoder_notebook(tmp_path_factory.mktemp("nb") / CE_NOTEBOOK)]
+    with jupyterlab_server(notebooks, tmp_path_factory.mktemp("lab"), {"RETRLAB_SMOKE": "1"},
                            ARTIFACTS / "jupyterlab.log") as server:
         yield server
+
+
+def write_cross_encoder_notebook(path: Path) -> Path:
+    """An explorer over the hand pool with cross-encoder probabilities, the kernel importing from tests/."""
+    source = f"""import sys
+sys.path.insert(0, {str(ROOT / "tests")!r})
+import numpy as np
+from conftest import make_toy_data
+from test_simans import hand_pool
+from retrlab.viz.explore import Settings
+from retrlab.viz.widgets import SimilarityExplorer
+
+probs = {{q: np.array(p) for q, p in {CE_PROBS!r}.items()}}
+explorer = SimilarityExplorer(hand_pool(), make_toy_data(), settings=Settings(n=2, depth=5), ce_probabilities=probs)
+explorer"""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}  # G6
+    nbformat.write(nb, path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +98,49 @@ def open_and_run_all(page, lab: dict, name: str) -> None:
         await jupyterapp.commands.execute('notebook:run-all-cells'); }""")
 
 
-def test_simans_explorer_slider_in_jupyterlab(page, lab):
+def run_checked(page, check, name: str) -> None:
     started = time.perf_counter()
     try:
-        check_explorer_slider(page, lab)
+        check()
     except Exception:
-        page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-        (ARTIFACTS / "failure.html").write_text(page.content())
+        page.screenshot(path=str(ARTIFACTS / f"failure-{name}.png"), full_page=True)
+        (ARTIFACTS / f"failure-{name}.html").write_text(page.content())
         raise
-    print(f"browser test: {time.perf_counter() - started:.1f} s (open, run all, slider, screenshots)")
+    print(f"browser test {name}: {time.perf_counter() - started:.1f} s")
     assert not page.js_errors, page.js_errors
+
+
+def test_simans_explorer_slider_in_jupyterlab(page, lab):
+    run_checked(page, lambda: check_explorer_slider(page, lab), "simans")
+
+
+def test_cross_encoder_row_in_jupyterlab(page, lab):
+    run_checked(page, lambda: check_cross_encoder_row(page, lab), "cross-encoder")
+
+
+def press(handle, key: str, times: int = 1) -> None:
+    """Keyboard presses on a slider handle (a Playwright locator matching exactly one element)."""
+    handle.focus()
+    for _ in range(times):
+        handle.press(key)
+
+
+def check_cross_encoder_row(page, lab) -> None:
+    from playwright.sync_api import expect
+
+    open_and_run_all(page, lab, CE_NOTEBOOK)
+    explorer = page.locator(".simans-explorer")
+    caption = explorer.locator(".simans-explorer-plot pre")
+    p = np.array(CE_PROBS["q0"])
+    hidden = np.array([True, False, True, False, False])
+    for key, threshold in [(None, 0.5), ("End", 1.0), ("Home", 0.0)]:
+        if key:
+            press(explorer.locator(".se-threshold .noUi-handle"), key)
+        dropped = p >= threshold  # by hand: RocketQA keeps a negative only if p < threshold
+        expect(caption).to_contain_text(
+            f"CE veto p >= {threshold:.3f}: drops {dropped.sum()} of 5, catches {(dropped & hidden).sum()} of 2 "
+            "hidden positives", timeout=60_000)
+        explorer.screenshot(path=str(ARTIFACTS / f"cross_encoder_row_t{threshold:.1f}.png"))
 
 
 def check_explorer_slider(page, lab) -> None:
@@ -113,3 +173,29 @@ def check_explorer_slider(page, lab) -> None:
     explorer.evaluate("e => e.scrollIntoView()")
     page.screenshot(path=str(ARTIFACTS / "simans_notebook.png"))
     explorer.screenshot(path=str(ARTIFACTS / "simans_explorer.png"))
+    check_zones_and_toggle(page)
+
+
+def check_zones_and_toggle(page) -> None:
+    """The distribution view (the first in 07): zones follow b; the toggle switches counts/density."""
+    from playwright.sync_api import expect
+
+    view = page.locator(".distribution-view").first  # 07 shows two: the demo and before/after training
+    view.evaluate("e => e.scrollIntoView()")
+    caption, zones = view.locator(".distribution-view-plot pre"), view.locator(".dv-zones")
+    image = view.locator(".distribution-view-plot img")
+    expect(caption).to_contain_text("| density |")  # Run All left the demo widget in its demo state
+    band_before, src_before = zones.locator("div").first.text_content(), image.get_attribute("src")
+    press(view.locator(".dv-b .noUi-handle"), "ArrowLeft", 5)  # b down by 0.05
+    b = float(view.locator(".dv-b .widget-readout").text_content())
+    expect(caption).to_contain_text(f"b={b:+.2f} ", timeout=120_000)
+    assert zones.locator("div").first.text_content() != band_before, "the zones did not follow b"
+    for zone in ("too easy", "ambiguous", "too hard"):  # the table shows what the caption says
+        cells = zones.locator(f".zone-{zone.replace(' ', '-')}")
+        shown = f"{zone} {cells.nth(0).text_content()}/{cells.nth(1).text_content()}"
+        assert shown in caption.text_content(), (shown, caption.text_content())
+    view.screenshot(path=str(ARTIFACTS / "distribution_zones_density.png"))
+    view.locator(".dv-histogram button", has_text="counts").click()
+    expect(caption).to_contain_text("| counts |", timeout=120_000)
+    assert image.get_attribute("src") not in (src_before, None), "the histogram did not change"
+    view.screenshot(path=str(ARTIFACTS / "distribution_zones_counts.png"))

@@ -7,21 +7,29 @@ way the training loop calls it: one copy of each rule, no drift between the pict
 Kinds of candidate (``retrlab.viz.plots.COLORS``): the labelled positive is not in the pool (the
 pool removed it); each candidate is a "hidden positive" (relevant by the ground truth, a false
 negative a miner cannot see) or a "negative".
+
+Zones on the score axis (``ambiguous_band``, ``zone_counts``), on the gap Δ = s(q, d) − s(q, d⁺):
+"ambiguous" is the band where the SimANS kernel's weight is at least ``ZONE_FRACTION`` of its peak
+(the kernel's full width at half maximum), "too easy" lies below it, "too hard" above it.
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from retrlab.data.dataset import RetrievalData
+from retrlab.negatives.denoise import keep_as_negative
 from retrlab.negatives.margin import margin_keep_mask, margin_negatives
 from retrlab.negatives.simans import Kernel, simans_logits, simans_negatives, simans_weights, top_k_negatives
 from retrlab.negatives.uniform import Sampler, uniform_from_pool
 from retrlab.pool import CandidatePool
 
 RULES = ("top-k", "uniform", "SimANS", "margin", "cross-encoder")
+ZONES = ("too easy", "ambiguous", "too hard")
+ZONE_FRACTION = 0.5  # "ambiguous": the kernel's weight is at least half its peak (full width at half maximum)
 
 
 @dataclass
@@ -34,7 +42,7 @@ class Settings:
     kernel: Kernel = "gaussian"
     absolute_margin: float | None = 0.05
     relative_margin: float | None = None
-    ce_threshold: float = 0.5  # cross-encoder filter: drop candidates with P(relevant) above it
+    ce_threshold: float = 0.5  # cross-encoder veto: a candidate stays a negative only if P(relevant) < it
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -64,17 +72,50 @@ def rule_strategies(pool: CandidatePool, s: Settings,
 
 def threshold_negatives(pool: CandidatePool, probabilities: dict[str, np.ndarray], n: int,
                         threshold: float, depth: int | None) -> Sampler:
-    """The best ``n`` candidates whose cross-encoder P(relevant) is <= ``threshold`` (RocketQA-style denoising).
+    """The best ``n`` scored candidates the cross-encoder keeps as negatives (RocketQA's veto).
 
-    ``probabilities[qid]`` is aligned with ``pool.pids`` of that query. Placeholder for the RocketQA
-    module's own rule, which will replace it here once it exists.
+    ``probabilities[qid]`` holds P(relevant) of the query's first ``len(...)`` pool candidates;
+    the rule is ``retrlab.negatives.denoise.keep_as_negative`` (kept only if p < ``threshold``).
+    Unscored candidates are never picked: the veto cannot vouch for them.
     """
     def strategy(qid: str, rng: random.Random) -> list[str]:
         pids = pool.candidates(qid)[0][:depth]
-        p = np.asarray(probabilities[qid])[:len(pids)]
-        return [pid for pid, keep in zip(pids, p <= threshold) if keep][:n]
+        kept = keep_as_negative(np.asarray(probabilities[qid])[:len(pids)], threshold)
+        return [pid for pid, keep in zip(pids, kept) if keep][:n]
 
     return strategy
+
+
+def ambiguous_band(a: float, b: float, kernel: Kernel = "gaussian",
+                   fraction: float = ZONE_FRACTION) -> tuple[float, float]:
+    """(low, high) on Δ = s(q, d) − s(q, d⁺): where the kernel's weight is >= ``fraction`` of its peak.
+
+    From ``simans_logits`` (log-weight ``-a·g(Δ - c)``, peak 0 at the centre c): the band is
+    ``log-weight >= log(fraction)``, i.e. ``|Δ - c| <= w`` with ``w = sqrt(ln(1/fraction) / a)`` for
+    the Gaussian kernels and ``ln(1/fraction) / a`` for the Laplace one; c = b, or −b for
+    "gaussian-code" (the released code's sign). ``a = 0`` is a flat kernel: everything is ambiguous.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    simans_logits(np.zeros(1), 0.0, a, b, kernel)  # validates a, b and kernel
+    centre = -b if kernel == "gaussian-code" else b
+    if a == 0:
+        return -np.inf, np.inf
+    depth = math.log(1 / fraction)  # how far below the peak the band's edges are, in log-weight
+    width = depth / a if kernel == "laplace" else math.sqrt(depth / a)
+    return centre - width, centre + width
+
+
+def zone_of(deltas: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    """(k,) zone index per gap Δ: 0 "too easy" (below the band), 1 "ambiguous" (inside, edges included), 2 "too hard"."""
+    deltas = np.asarray(deltas, dtype=np.float64)
+    return np.where(deltas < band[0], 0, np.where(deltas > band[1], 2, 1))
+
+
+def zone_counts(margins: dict[str, np.ndarray], band: tuple[float, float]) -> dict[str, dict[str, int]]:
+    """zone -> kind -> how many candidates: ``margins`` maps a kind to its gaps Δ (``score_margins``)."""
+    zones = {kind: zone_of(deltas, band) for kind, deltas in margins.items()}
+    return {zone: {kind: int((z == i).sum()) for kind, z in zones.items()} for i, zone in enumerate(ZONES)}
 
 
 @dataclass
@@ -92,6 +133,7 @@ class QueryView:
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # rule -> (k,) chance of a pick
     picks: dict[str, list[str]] = field(default_factory=dict)  # rule -> picked pids
     kept: dict[str, np.ndarray] = field(default_factory=dict)  # filter rule -> (k,) bool survives
+    ce_probabilities: np.ndarray | None = None  # (m,) cross-encoder P(relevant) of the first m <= k candidates
 
     @property
     def kinds(self) -> list[str]:
@@ -107,6 +149,19 @@ class QueryView:
         flags = dict(zip(self.pids, self.hidden))
         return sum(bool(flags[p]) for p in self.picks[rule])
 
+    def zone_counts(self, band: tuple[float, float]) -> dict[str, dict[str, int]]:
+        """zone -> kind -> how many of this query's shown candidates fall there."""
+        return zone_counts({"hidden positive": self.margins[self.hidden], "negative": self.margins[~self.hidden]}, band)
+
+    def veto(self) -> dict[str, int]:
+        """The cross-encoder row: scored candidates, how many it drops, and the hidden positives among them."""
+        if self.ce_probabilities is None:
+            raise ValueError("no cross-encoder probabilities were given for this view")
+        m = len(self.ce_probabilities)
+        dropped = ~self.kept["cross-encoder"][:m]
+        return {"scored": m, "dropped": int(dropped.sum()), "hidden": int(self.hidden[:m].sum()),
+                "caught": int((dropped & self.hidden[:m]).sum())}
+
 
 def explore_query(pool: CandidatePool, data: RetrievalData, qid: str, s: Settings,
                   ce_probabilities: dict[str, np.ndarray] | None = None) -> QueryView:
@@ -121,10 +176,15 @@ def explore_query(pool: CandidatePool, data: RetrievalData, qid: str, s: Setting
     in_top = np.arange(k) < s.n
     view.probabilities["top-k"] = in_top.astype(float)
     view.probabilities["uniform"] = np.full(k, min(s.n, k) / k if k else 0.0)  # chance to be among the n
-    view.probabilities["SimANS"] = simans_weights(scores, s_pos, s.a, s.b, s.kernel)  # first-draw chance
+    if view.positive_rank == 0:  # positive not retrieved: simans_negatives falls back to the n lowest-ranked
+        view.probabilities["SimANS"] = (np.arange(k) >= k - s.n).astype(float)
+    else:
+        view.probabilities["SimANS"] = simans_weights(scores, s_pos, s.a, s.b, s.kernel)  # first-draw chance
     view.kept["margin"] = margin_keep_mask(scores, s_pos, s.absolute_margin, s.relative_margin)
     if ce_probabilities is not None:
-        view.kept["cross-encoder"] = np.asarray(ce_probabilities[qid])[:k] <= s.ce_threshold
+        view.ce_probabilities = np.asarray(ce_probabilities[qid], dtype=np.float64)[:k]
+        scored = keep_as_negative(view.ce_probabilities, s.ce_threshold)  # unscored candidates: never kept
+        view.kept["cross-encoder"] = np.concatenate([scored, np.zeros(k - len(scored), dtype=bool)])
     for rule, kept in view.kept.items():  # the filters take the best n survivors ("top" sampling)
         view.probabilities[rule] = (kept & (np.cumsum(kept) <= s.n)).astype(float)
     return view

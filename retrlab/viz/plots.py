@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 COLORS = {"labelled positive": "#2a9d8f", "hidden positive": "#e76f51", "negative": "#8d99ae"}
+ZONE_COLORS = {"too easy": "#dfe7f2", "ambiguous": "#fcefc7", "too hard": "#f7d6cf"}
 
 
 def score_groups(scores: np.ndarray, pids: list[str], labelled: set[str], truth: set[str]) -> dict[str, np.ndarray]:
@@ -40,17 +41,22 @@ def _shorten(text: str, width: int = 48) -> str:
     return text if len(text) <= width else "…" + text[-width + 1:]
 
 
-def plot_margin_histogram(margins: dict[str, np.ndarray], ax=None, bins: int = 40, title: str = ""):
-    """Density of s(q,d) - s(q,d+) per kind of candidate (hidden positives vs true negatives)."""
+def plot_margin_histogram(margins: dict[str, np.ndarray], ax=None, bins: int = 40, title: str = "",
+                          density: bool = True):
+    """Histogram of s(q,d) - s(q,d+) per kind of candidate (hidden positives vs true negatives).
+
+    ``density=True`` gives each kind the same area (shapes compare, the scarce hidden positives look
+    as large as the negatives); ``density=False`` draws raw counts (sizes compare).
+    """
     ax = ax or plt.subplots(figsize=(7, 3.2))[1]
     values = np.concatenate([v for v in margins.values() if len(v)])
     edges = np.linspace(values.min(), values.max(), bins + 1)
     for kind, v in margins.items():
         if len(v):
-            ax.hist(v, bins=edges, density=True, alpha=0.55, color=COLORS[kind], label=f"{kind} ({len(v)})")
+            ax.hist(v, bins=edges, density=density, alpha=0.55, color=COLORS[kind], label=f"{kind} ({len(v)})")
     ax.axvline(0, color="black", lw=1, ls="--")
     ax.set_xlabel("s(q, d) − s(q, d⁺)   (0 = scores like the labelled positive)")
-    ax.set_ylabel("density")
+    ax.set_ylabel("density" if density else "candidates")
     ax.legend(fontsize=8)
     ax.set_title(title)
     return ax
@@ -90,3 +96,18 @@ def plot_metric_bars(results: dict[str, dict[str, float]], measures: tuple[str, 
     ax.legend(fontsize=8)
     ax.set_title(title)
     return ax
+
+
+def shade_zones(ax, band: tuple[float, float], offset: float = 0.0) -> None:
+    """Shade "too easy" / "ambiguous" / "too hard" behind ``ax``'s data; ``band`` is on Δ, shifted by ``offset``.
+
+    Pass the positive's score as ``offset`` to draw the zones on a raw-score axis.
+    """
+    low, high = ax.get_xlim()
+    edges = [low, min(max(band[0] + offset, low), high), max(min(band[1] + offset, high), low), high]
+    for zone, left, right in zip(ZONE_COLORS, edges[:-1], edges[1:]):
+        if right > left:
+            ax.axvspan(left, right, color=ZONE_COLORS[zone], zorder=0, lw=0)
+            ax.text((left + right) / 2, 0.98, zone, transform=ax.get_xaxis_transform(), ha="center", va="top",
+                    fontsize=7, color="#555555")
+    ax.set_xlim(low, high)
