@@ -103,6 +103,20 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+class TokenLimit:
+    """An ``int`` attribute of a ``BiEncoder`` checked on every assignment (>= 1, within the model's positions)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        return self if obj is None else obj.__dict__[self.name]
+
+    def __set__(self, obj, length: int) -> None:
+        _check_max_length(self.name, length, position_limit(obj.query_model.config))
+        obj.__dict__[self.name] = length
+
+
 class BiEncoder(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, tokenizer, *, pooling: str = "mean",
                  normalize: bool = True, shared: bool = True, query_max_length: int = 32,
@@ -118,23 +132,8 @@ class BiEncoder(torch.nn.Module):
         self.to(default_device())  # a GPU when there is one (RETRLAB_DEVICE=cpu forces the CPU)
 
     # token limits: checked on every assignment, against the model's position limit too
-    @property
-    def query_max_length(self) -> int:
-        return self._query_max_length
-
-    @query_max_length.setter
-    def query_max_length(self, length: int) -> None:
-        _check_max_length("query_max_length", length, position_limit(self.query_model.config))
-        self._query_max_length = length
-
-    @property
-    def passage_max_length(self) -> int:
-        return self._passage_max_length
-
-    @passage_max_length.setter
-    def passage_max_length(self, length: int) -> None:
-        _check_max_length("passage_max_length", length, position_limit(self.query_model.config))
-        self._passage_max_length = length
+    query_max_length = TokenLimit()
+    passage_max_length = TokenLimit()
 
     # --- constructors ------------------------------------------------------------------------
     @classmethod
