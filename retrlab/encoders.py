@@ -181,7 +181,8 @@ class BiEncoder(torch.nn.Module):
     def _embed(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with autocast(self.device, training=model.training):  # the precision policy (retrlab.precision)
             hidden = model(**batch).last_hidden_state  # (B, T, H)
-        vectors = pool(hidden.float(), batch["attention_mask"], self.pooling)  # (B, H), float32 always
+        hidden = hidden.to(torch.promote_types(hidden.dtype, torch.float32))  # bf16 -> fp32; fp64 stays
+        vectors = pool(hidden, batch["attention_mask"], self.pooling)  # (B, H), float32 or wider
         return F.normalize(vectors, dim=-1) if self.normalize else vectors
 
     def embed_queries(self, texts: list[str]) -> torch.Tensor:

@@ -72,3 +72,12 @@ def test_bf16_encoding_is_within_cosine_0_9999_of_fp32_and_vectors_stay_float32(
     cosines = (fp32 * bf16).sum(1) / (abs(fp32 ** 2).sum(1) ** 0.5 * (bf16 ** 2).sum(1) ** 0.5)
     assert cosines.min() >= 0.9999
     assert abs(fp32 - bf16).max() > 0  # bf16 really ran: the vectors are not bit-identical
+
+
+def test_a_float64_model_keeps_float64_vectors():
+    """The cast after the forward pass only widens (bf16 -> fp32); a double model stays double."""
+    from retrlab.encoders import BiEncoder
+
+    model = BiEncoder.tiny().double()
+    with torch.no_grad():
+        assert model.embed_passages(["a short passage"]).dtype == torch.float64
