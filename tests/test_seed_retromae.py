@@ -124,7 +124,7 @@ def test_seed_step_uses_only_cls_from_the_encoder(toy_data, tok):
     _, noisy = seed.seed_step_loss(mlm, decoder, tok, texts, config, 24)
     handle.remove()
     assert noisy["decoder"] == pytest.approx(clean["decoder"], abs=1e-6)  # the decoder never saw them
-    assert abs(noisy["mlm"] - clean["mlm"]) > 1e-3  # the encoder's MLM head did
+    assert abs(noisy["mlm"] - clean["mlm"]) > 1e-4  # the encoder's MLM head did
 
 
 def test_lm_head_loss_needs_a_label(tok):
@@ -288,7 +288,7 @@ def test_retromae_step_uses_only_cls_from_the_encoder(toy_data, tok):
     _, noisy = retromae.retromae_step_loss(mlm, decoder, batch)
     handle.remove()
     assert noisy["decoder"] == pytest.approx(clean["decoder"], abs=1e-6)
-    assert abs(noisy["mlm"] - clean["mlm"]) > 1e-3
+    assert abs(noisy["mlm"] - clean["mlm"]) > 1e-4
 
 
 def test_pretrain_retromae_is_seeded_cached_and_keeps_its_decoder(home, toy_data, tok):
