@@ -7,6 +7,7 @@
     retrlab run star --seed 1    # fine-tune one strategy on the leaderboard budget, save JSON + plot
     retrlab leaderboard          # every strategy x seeds 0 1 (about 5 minutes on 2 cores), a table
     retrlab leaderboard --full --seeds 0 1 2    # all of wiki-car, 60 steps of batch 16 (~30-40 min)
+    retrlab pretraining-study --protocol continued --seeds 0 1 2   # notebook 13's cached study
 """
 from __future__ import annotations
 
@@ -121,6 +122,33 @@ def cmd_leaderboard(args) -> int:
     return _leaderboard(args, args.strategies or list(ENTRIES), args.seeds)
 
 
+def cmd_pretraining_study(args) -> int:
+    """Build (or load) every checkpoint and protocol row of one pretraining protocol, then print the
+    table and the papers' effects: notebook 13 reloads what this caches."""
+    from tqdm.auto import tqdm
+
+    from retrlab.data import load_wikicar
+    from retrlab.pretraining.comparison import effects, run_study, study_table
+
+    data = load_wikicar(seed=args.data_seed)
+    started = time.perf_counter()
+    with tqdm(desc=f"{args.protocol} rows", unit="row") as bar:
+        def progress(done: int, total: int, row: str, seed: int) -> None:
+            bar.total = total
+            bar.set_postfix_str(f"seed {seed}: {row}")
+            bar.update(1)
+
+        study = run_study(args.protocol, data, tuple(args.seeds), smoke=args.smoke, progress=progress)
+    print(f"\n{args.protocol} protocol, seeds {args.seeds}, budget {study.budget}:")
+    print(study_table(study))
+    for stage in study.stages:
+        for e in effects(study, stage):
+            print(f"[{stage}] {e.label}: {e.comparison.verdict()}; per-seed gaps "
+                  + ", ".join(f"{g:+.3f}" for g in e.per_seed))
+    print(f"wall time {time.perf_counter() - started:.0f} s (rows already cached load in about a second)")
+    return 0
+
+
 def _budget_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="training steps per strategy (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="queries per step")
@@ -172,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", default="runs/leaderboard", help="where results.json and leaderboard.png go")
     _budget_flags(board)
     board.set_defaults(fn=cmd_leaderboard)
+    study = sub.add_parser("pretraining-study",
+                           help="build every pretraining checkpoint and protocol row of notebook 13 (cached)")
+    study.add_argument("--protocol", choices=["scratch", "continued"], default="continued")
+    study.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="pretraining and fine-tuning seeds")
+    study.add_argument("--smoke", action="store_true", help="tiny budgets: proves the code works in seconds")
+    study.add_argument("--data-seed", type=int, default=0, help="wiki-car label/split seed")
+    study.set_defaults(fn=cmd_pretraining_study)
     return parser
 
 
