@@ -128,7 +128,7 @@ def cmd_pretraining_study(args) -> int:
     from tqdm.auto import tqdm
 
     from retrlab.data import load_wikicar
-    from retrlab.pretraining.comparison import effects, run_study, study_table
+    from retrlab.pretraining.comparison import effects, effects_markdown, run_study, study_table, table_markdown
 
     data = load_wikicar(seed=args.data_seed)
     started = time.perf_counter()
@@ -145,6 +145,8 @@ def cmd_pretraining_study(args) -> int:
         for e in effects(study, stage):
             print(f"[{stage}] {e.label}: {e.comparison.verdict()}; per-seed gaps "
                   + ", ".join(f"{g:+.3f}" for g in e.per_seed))
+    if args.markdown:
+        print("\n" + table_markdown(study) + "\n\n" + effects_markdown(study))
     print(f"wall time {time.perf_counter() - started:.0f} s (rows already cached load in about a second)")
     return 0
 
@@ -206,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="pretraining and fine-tuning seeds")
     study.add_argument("--smoke", action="store_true", help="tiny budgets: proves the code works in seconds")
     study.add_argument("--data-seed", type=int, default=0, help="wiki-car label/split seed")
+    study.add_argument("--markdown", action="store_true", help="also print docs/RESULTS.md's tables")
     study.set_defaults(fn=cmd_pretraining_study)
     return parser
 

@@ -101,12 +101,12 @@ def study_budget(protocol: str, smoke: bool) -> StudyBudget:
     SEED/RetroMAE; 20 fine-tuning steps of 16 at lr 2e-4; all test queries). Continued: 12 steps of 8
     passages at lr 1e-4 (a MiniLM step costs ~30 bench steps), 6 fine-tuning steps of 8 at lr 5e-5, on
     the first 100 test queries (their 268 passages: encoding them is most of a row's cost). Smoke: two
-    steps of everything on 40 test queries, MiniLM's first layer only."""
+    steps of everything on 40 test queries (20 continued), MiniLM's first layer only."""
     if protocol == "scratch":
         return StudyBudget(2, 2, 8, 2e-4, test_queries=40) if smoke else StudyBudget(24, 20, 16, 2e-4)
     if protocol == "continued":
         if smoke:
-            return StudyBudget(2, 2, 4, 5e-5, test_queries=40,
+            return StudyBudget(2, 2, 4, 5e-5, test_queries=20,
                                continued=cont.ContinuedBudget(steps=2, batch_size=4, layers=1))
         return StudyBudget(12, 6, 8, 5e-5, test_queries=100, continued=cont.ContinuedBudget(steps=12, batch_size=8))
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -189,7 +189,7 @@ def row_reader(protocol: str, row: str, data: RetrievalData, budget: StudyBudget
     if protocol == "scratch":
         tok, tiny = bench_tokenizer(data, MEAN.vocab_size), (MEAN if pooling == "mean" else CLS)
         encoder = (new_mlm(tok, MEAN, seed) if method is None
-                   else scratch_checkpoint(method, data, budget.pretrain_steps, seed, smoke, progress)).bert
+                   else scratch_checkpoint(method, data, budget.pretrain_steps, seed, smoke, progress).mlm).bert
         return as_biencoder(encoder, tok, tiny)
     start = (cont.minilm_mlm(budget.continued.layers, seed).eval() if method is None
              else continued_checkpoint(method, data, budget.continued, seed, smoke, progress).mlm)
@@ -268,19 +268,20 @@ def seed_averaged(study: Study, row: str, stage: str, qrels: dict) -> dict[str, 
     return {q: float(np.mean([v[q] for v in values])) for q in values[0]}
 
 
+def gap(study: Study, a: str, b: str, stage: str, label: str = "", claim: str = "", seed: int = 0) -> Effect:
+    """Row ``a`` minus row ``b`` at ``stage``: paired bootstrap over test queries of the seed-averaged
+    RR@10, and the gap in each seed."""
+    qrels = split_qrels(study.data, "test")
+    comparison = paired_bootstrap(seed_averaged(study, a, stage, qrels), seed_averaged(study, b, stage, qrels),
+                                  a=a, b=b, measure="MRR@10", seed=seed)
+    gaps = np.subtract(mean_metric(study, a, stage), mean_metric(study, b, stage))
+    return Effect(label or f"{a} vs {b}", a, b, claim, stage, comparison, [float(g) for g in gaps])
+
+
 def effects(study: Study, stage: str, seed: int = 0) -> list[Effect]:
     """The papers' comparisons (``EFFECTS``) at ``stage``, for the rows this study has."""
-    qrels = split_qrels(study.data, "test")
     have = set(next(iter(study.results.values())))
-    out = []
-    for label, a, b, claim in EFFECTS:
-        if a not in have or b not in have:
-            continue
-        comparison = paired_bootstrap(seed_averaged(study, a, stage, qrels), seed_averaged(study, b, stage, qrels),
-                                      a=a, b=b, measure="MRR@10", seed=seed)
-        gaps = list(np.subtract(mean_metric(study, a, stage), mean_metric(study, b, stage)))
-        out.append(Effect(label, a, b, claim, stage, comparison, [float(g) for g in gaps]))
-    return out
+    return [gap(study, a, b, stage, label, claim, seed) for label, a, b, claim in EFFECTS if {a, b} <= have]
 
 
 def study_table(study: Study, measure: str = "MRR@10") -> str:
@@ -291,4 +292,118 @@ def study_table(study: Study, measure: str = "MRR@10") -> str:
     lines = [f"{'row':<27}" + "".join(f"{s:>22}" for s in stages)]
     for row in next(iter(study.results.values())):
         lines.append(f"{row:<27}" + "".join(f"{mean_std(mean_metric(study, row, s, measure)):>22}" for s in stages))
+    return "\n".join(lines)
+
+
+# --- measured reasons: what each head, loss and decoder did -----------------------------------------
+@dataclass
+class Diagnostics:
+    """Why a method helps or not, measured on seeded passages (nats/token unless said otherwise)."""
+    condenser_cls_use: float  # head MLM loss with another passage's CLS minus with its own
+    span_loss: float  # coCondenser's span contrastive loss over its last logged steps
+    span_floor: float  # log(2n - 1): the loss of a uniform guess among the other 2n - 1 spans
+    decoder_cls_use: dict[str, float]  # RetroMAE decoder loss with shuffled CLS minus own, per decoder
+    mean_cosine: dict[str, float]  # mean cosine between distinct passages, per mean-pooled row
+
+
+def _passages(data: RetrievalData, n: int) -> list[str]:
+    texts = corpus_texts(data)
+    return [texts[i] for i in np.random.default_rng(0).choice(len(texts), size=min(n, len(texts)), replace=False)]
+
+
+def mean_cosine(model: BiEncoder, texts: list[str]) -> float:
+    """Mean cosine between the vectors of distinct ``texts`` (1.0: every text gets one vector)."""
+    vectors = model.encode_passages(texts, progress=False)  # (n, H), L2-normalised
+    sims = vectors @ vectors.T
+    n = len(texts)
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
+def diagnostics(study: Study, data: RetrievalData, seed: int = 0, smoke: bool = False,
+                probe: int = 16) -> Diagnostics:
+    """The measured reasons of notebook 13 for one protocol and seed, on ``probe`` seeded passages."""
+    import torch
+
+    from retrlab.pretraining.condenser import cls_swap_cost, head_from, masked_batch
+
+    scratch, budget, texts = study.protocol == "scratch", study.budget, _passages(data, probe)
+    get = ((lambda m: scratch_checkpoint(m, data, budget.pretrain_steps, seed, smoke)) if scratch
+           else (lambda m: continued_checkpoint(m, data, budget.continued, seed, smoke)))
+    tok = bench_tokenizer(data, MEAN.vocab_size) if scratch else cont.minilm_tokenizer()
+    max_length = (MEAN if scratch else budget.continued.reader("mean")).passage_max_length
+    skip_from = CONDENSER.skip_from if scratch else cont.condenser_config(budget.continued.layers, 0).skip_from
+    condenser = get("Condenser")
+    torch.manual_seed(seed)  # the 15% masking of the probe batch
+    ids = tok(texts, add_special_tokens=False, truncation=True, max_length=max_length - 2)["input_ids"]
+    cls_use = cls_swap_cost(condenser.mlm, head_from(condenser).eval(), masked_batch(tok, ids), skip_from)
+    co = [r["co"] for r in get("coCondenser").history.rows if "co" in r][-3:]
+    batch = budget.continued.batch_size if not scratch else 32
+    decoder_use = {}
+    for row, config in (("RetroMAE", RETROMAE_WEAK), ("RetroMAE (strong decoder)", RETROMAE_STRONG)):
+        checkpoint = get(row)
+        decoder = retromae.decoder_from(checkpoint, config)
+        own, shuffled = (retromae.reconstruction_loss(checkpoint.mlm, decoder, tok, texts, config, max_length,
+                                                      shuffle_cls=s, seed=seed) for s in (False, True))
+        decoder_use[row] = shuffled - own
+    rows = SCRATCH_ROWS if scratch else CONTINUED_ROWS
+    cosines = {row: mean_cosine(row_reader(study.protocol, row, data, budget, seed, smoke), texts)
+               for row, (_, pooling) in rows.items() if pooling == "mean"}
+    return Diagnostics(cls_use, float(np.mean(co)), float(np.log(2 * batch - 1)), decoder_use, cosines)
+
+
+# --- what notebook 13 prints under "What to notice" -------------------------------------------------
+def said(effect: Effect) -> str:
+    c = effect.comparison
+    word = "reproduced" if effect.reproduced else ("reversed" if c.significant else "within noise")
+    return f"{effect.label} {word} (Δ {c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}], seeds ±{effect.spread:.3f})"
+
+
+def notice_lines(scratch: Study, continued: Study, reasons: dict[str, Diagnostics]) -> list[str]:
+    """The computed sentences of notebook 13's "What to notice": verdicts, reasons, resolution."""
+    lines = []
+    for name, study in (("from scratch", scratch), ("continued", continued)):
+        for stage in study.stages:
+            lines.append(f"- {name}, {stage}: " + "; ".join(said(e) for e in effects(study, stage)) + ".")
+    zero = continued.stages[0]
+    erased = gap(continued, "MLM (mean)", "as is (mean)", zero, "continued MLM vs the checkpoint as is")
+    readout = gap(continued, "as is (mean)", "as is (CLS)", zero, "MiniLM read by mean pooling vs by [CLS]")
+    lines.append(f"- Starting point: {said(readout)}; {said(erased)}.")
+    for name, d in reasons.items():
+        head = "reads" if d.condenser_cls_use > 0.01 else "barely reads"
+        floor = "still at" if d.span_loss > d.span_floor - 0.05 else "below"
+        lines.append(f"- {name}: the Condenser head {head} the [CLS] (another passage's [CLS] costs it "
+                     f"{d.condenser_cls_use:+.4f} nats/token); coCondenser's span loss is {floor} its uniform "
+                     f"floor log(2n - 1) ({d.span_loss:.3f} vs {d.span_floor:.3f}); RetroMAE's decoders lose "
+                     + ", ".join(f"{k} {v:+.4f}" for k, v in d.decoder_cls_use.items())
+                     + " nats/token with another passage's [CLS].")
+    cos = reasons["continued"].mean_cosine
+    lines.append("- Mean cosine between passages (continued, mean-pooled rows): "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in cos.items()) + ".")
+    widths = [e.comparison.high - e.comparison.low for st in continued.stages for e in effects(continued, st)]
+    lines.append(f"- Resolution: a continued-protocol gap's 95% interval is {np.median(widths):.3f} MRR@10 wide "
+                 f"(median) on {len(split_qrels(continued.data, 'test'))} test queries, seeds {list(continued.results)}.")
+    return lines
+
+
+def effects_markdown(study: Study) -> str:
+    """docs/RESULTS.md's rows for one study: each paper effect per stage, gap, CI, seed spread, verdict."""
+    lines = ["| effect | stage | Δ MRR@10 | 95% CI | per seed | seed std | verdict |",
+             "| --- | --- | ---: | --- | --- | ---: | --- |"]
+    for stage in study.stages:
+        for e in effects(study, stage):
+            c = e.comparison
+            verdict = "reproduced" if e.reproduced else ("reversed" if c.significant else "not reproduced (within noise)")
+            lines.append(f"| {e.label} | {stage} | {c.difference:+.3f} | [{c.low:+.3f}, {c.high:+.3f}] | "
+                         + " ".join(f"{g:+.3f}" for g in e.per_seed) + f" | {e.spread:.3f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def table_markdown(study: Study, measure: str = "MRR@10") -> str:
+    """The study's table as markdown: ``measure`` per stage, mean ± std over seeds."""
+    from retrlab.stats import mean_std
+
+    stages = study.stages
+    lines = ["| row | " + " | ".join(stages) + " |", "| --- |" + " ---: |" * len(stages)]
+    for row in next(iter(study.results.values())):
+        lines.append(f"| {row} | " + " | ".join(mean_std(mean_metric(study, row, s, measure)) for s in stages) + " |")
     return "\n".join(lines)
