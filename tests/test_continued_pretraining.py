@@ -114,3 +114,28 @@ def test_study_budgets_are_named_and_unknown_protocols_refused():
     assert study_budget("continued", smoke=False).key() != study_budget("continued", smoke=True).key()
     with pytest.raises(ValueError, match="protocol must be one of"):
         study_budget("from-bert", smoke=False)
+
+
+def test_a_study_row_is_computed_once_then_reloaded_with_its_runs(home, toy_data, monkeypatch):
+    from retrlab.pretraining import comparison
+
+    calls = []
+    protocol = comparison.two_stage_protocol
+    monkeypatch.setattr(comparison, "two_stage_protocol", lambda *a: calls.append(1) or protocol(*a))
+    budget = study_budget("continued", smoke=True)
+    rows = ["as is (mean)", "MLM (mean)"]
+    first = comparison.run_study("continued", toy_data, (0,), budget=budget, rows=rows)
+    again = comparison.run_study("continued", toy_data, (0,), budget=budget, rows=rows)
+    assert len(calls) == 2 and first.stages == ["zero-shot", "fine-tuned"]
+    for row in rows:
+        assert again.results[0][row].runs == first.results[0][row].runs
+        assert again.results[0][row].metrics == first.results[0][row].metrics
+    assert set(first.results[0]["MLM (mean)"].runs["zero-shot"]) == set(toy_data.qids("test"))
+
+
+def test_the_cli_refuses_an_unknown_protocol(capsys):
+    from retrlab.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretraining-study", "--protocol", "from-bert"])
+    assert exit_info.value.code == 2 and "invalid choice: 'from-bert'" in capsys.readouterr().err
