@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from retrlab.leaderboard import EFFECTS, ENTRIES, Leaderboard, Result, effects_markdown, effects_table
+from retrlab.leaderboard import (EFFECTS, ENTRIES, Leaderboard, Result, compute_effect, effects_markdown,
+                                 effects_table, paper_effect)
 from retrlab.leaderboard.effects import PaperEffect, measure_effect
 from tests.test_experiments import TOY
 
@@ -61,3 +62,16 @@ def test_table_skips_effects_whose_rows_are_missing_and_renders_markdown():
     assert table[0].gap == 0.0 and table[0].verdict == "not reproduced"
     text = effects_markdown(table)
     assert text.splitlines()[0].startswith("| effect | notebook | paper |") and "DPR Table 3" in text
+
+
+def test_compute_effect_on_single_runs_as_a_notebook_calls_it():
+    # one seed each: q0..q3 at rank 1 for STAR, rank 1, 1, 2, 2 for in-batch -> gap (0 + 0 + .5 + .5) / 4
+    star = result("star", 0, 1).run
+    inbatch = {q: result("inbatch", 0, 1 if q in ("q0", "q1") else 2).run[q] for q in QIDS}
+    row = compute_effect(paper_effect("star"), [star], [inbatch], QRELS, fn_method=0.1)
+    assert row.gap == pytest.approx(0.25) and row.spread == 0.0 and row.low >= 0.0
+    assert row.effect.notebook == "02" and row.half_width == pytest.approx((row.high - row.low) / 2)
+    with pytest.raises(ValueError, match="no paper effect for 'dpr'; effects exist for: bm25, star"):
+        paper_effect("dpr")
+    with pytest.raises(ValueError, match="need at least one run of each system"):
+        compute_effect(paper_effect("star"), [], [inbatch], QRELS)

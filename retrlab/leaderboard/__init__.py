@@ -9,8 +9,8 @@ Notebook 14 and ``retrlab run`` / ``retrlab leaderboard`` use it.
 """
 from retrlab.leaderboard.board import Leaderboard, plot_leaderboard, run_leaderboard
 from retrlab.leaderboard.budget import DEFAULT, FULL, SMOKE, LeaderboardBudget, preset
-from retrlab.leaderboard.effects import EFFECTS, effects_markdown, effects_table
+from retrlab.leaderboard.effects import EFFECTS, compute_effect, effects_markdown, effects_table, paper_effect
 from retrlab.leaderboard.entries import ENTRIES, Context, Result, get_entry, run_entry
 
-__all__ = ["DEFAULT", "FULL", "SMOKE", "EFFECTS", "ENTRIES", "effects_markdown", "effects_table", "Context", "Leaderboard", "LeaderboardBudget", "Result",
+__all__ = ["DEFAULT", "FULL", "SMOKE", "EFFECTS", "ENTRIES", "compute_effect", "effects_markdown", "effects_table", "paper_effect", "Context", "Leaderboard", "LeaderboardBudget", "Result",
            "get_entry", "plot_leaderboard", "preset", "run_leaderboard", "run_entry"]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from retrlab.leaderboard.board import Leaderboard
+from retrlab.stats import paired_bootstrap, per_query
 
 
 @dataclass(frozen=True)
@@ -68,31 +69,68 @@ class EffectRow:
         return (self.high - self.low) / 2
 
 
+def paper_effect(method: str) -> PaperEffect:
+    """The effect whose method is the leaderboard strategy ``method`` (e.g. ``"star"``)."""
+    for effect in EFFECTS:
+        if effect.method == method:
+            return effect
+    raise ValueError(f"no paper effect for {method!r}; effects exist for: {', '.join(e.method for e in EFFECTS)}")
+
+
+def _seed_std(per_seed: list[dict[str, float]]) -> float:
+    """Standard deviation over seeds of the mean per-query score (0 for a single seed)."""
+    means = [float(np.mean(list(v.values()))) for v in per_seed]
+    return float(np.std(means, ddof=1)) if len(means) > 1 else 0.0
+
+
+def _average(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Per-query score averaged over seeds."""
+    return {q: float(np.mean([scores[q] for scores in per_seed])) for q in per_seed[0]}
+
+
+def _reason(effect: PaperEffect, gap: float, low: float, high: float, spread: float, robust: bool,
+            fn_rates: dict[str, float | None]) -> str:
+    if not robust:
+        return f"within noise at this budget (CI [{low:+.3f}, {high:+.3f}], seed spread ±{spread:.3f})"
+    shares = ", ".join(f"{name} {share:.0%}" for name, share in fn_rates.items() if share is not None)
+    return f"robust gap {gap:+.3f}" + (f"; hidden positives among the negatives: {shares}" if shares else "")
+
+
+def compute_effect(effect: PaperEffect, method_runs: list[dict], baseline_runs: list[dict], qrels: dict, *,
+                   fn_method: float | None = None, fn_baseline: float | None = None,
+                   measure: str = "MRR@10") -> EffectRow:
+    """One effect from the two systems' runs, one run per seed (``{qid: {pid: score}}``), graded on ``qrels``.
+
+    The gap and its interval use the per-query scores averaged over seeds (paired bootstrap over
+    queries); the spread adds the two systems' standard deviations over seeds. ``fn_*`` are the
+    shares of hidden positives among the negatives each trained on, quoted as the reason of a robust gap.
+    """
+    if not method_runs or not baseline_runs:
+        raise ValueError(f"{effect.name}: need at least one run of each system")
+    per_method = [per_query(run, qrels, measure) for run in method_runs]
+    per_baseline = [per_query(run, qrels, measure) for run in baseline_runs]
+    comparison = paired_bootstrap(_average(per_method), _average(per_baseline), a=effect.method,
+                                  b=effect.baseline, measure=measure)
+    gap, spread = comparison.difference, _seed_std(per_method) + _seed_std(per_baseline)
+    robust = comparison.significant and abs(gap) > spread
+    verdict = "not reproduced" if not robust else ("reproduced" if gap * effect.paper_gap > 0 else "opposite")
+    reason = _reason(effect, gap, comparison.low, comparison.high, spread, robust,
+                     {effect.method: fn_method, effect.baseline: fn_baseline})
+    return EffectRow(effect, gap, comparison.low, comparison.high, spread, robust, verdict, reason)
+
+
 def _fn_rate(board: Leaderboard, name: str) -> float | None:
     """Mean share of hidden positives among the negatives ``name`` trained on (None: no extra negatives)."""
     rates = [r.fn_rate for r in board.rows(name) if r.fn_rate is not None]
     return float(np.mean(rates)) if rates else None
 
 
-def _reason(board: Leaderboard, effect: PaperEffect, row_gap: float, low: float, high: float,
-            spread: float, robust: bool) -> str:
-    if not robust:
-        return f"within noise at this budget (CI [{low:+.3f}, {high:+.3f}], seed spread ±{spread:.3f})"
-    fn_method, fn_base = _fn_rate(board, effect.method), _fn_rate(board, effect.baseline)
-    shares = ", ".join(f"{name} {share:.0%}" for name, share in
-                       [(effect.method, fn_method), (effect.baseline, fn_base)] if share is not None)
-    return f"robust gap {row_gap:+.3f}" + (f"; hidden positives among the negatives: {shares}" if shares else "")
-
-
 def measure_effect(board: Leaderboard, effect: PaperEffect, measure: str = "MRR@10") -> EffectRow:
-    """One effect on one leaderboard: our gap, its interval and seed spread, the verdict and why."""
-    comparison, robust, _ = board.compare(effect.method, effect.baseline, measure)
-    gap = comparison.difference
-    spread = board.seed_spread(effect.method, effect.baseline, measure)
-    same_sign = np.sign(gap) == np.sign(effect.paper_gap)
-    verdict = "not reproduced" if not robust else ("reproduced" if same_sign else "opposite")
-    return EffectRow(effect, gap, comparison.low, comparison.high, spread, robust, verdict,
-                     _reason(board, effect, gap, comparison.low, comparison.high, spread, robust))
+    """One effect on one leaderboard: its two rows' runs over every seed, through ``compute_effect``."""
+    method_runs, baseline_runs = ([r.run for r in board.rows(n)] for n in (effect.method, effect.baseline))
+    return compute_effect(effect, method_runs, baseline_runs, board.qrels,
+                          fn_method=_fn_rate(board, effect.method), fn_baseline=_fn_rate(board, effect.baseline),
+                          measure=measure)
 
 
 def effects_table(board: Leaderboard, effects: tuple[PaperEffect, ...] = EFFECTS,
