@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,16 +97,20 @@ def _result(toy_data, first: bool) -> ProtocolResult:
     return ProtocolResult({"zero-shot": {"MRR@10": mrr}}, {"zero-shot": runs})
 
 
-def test_effects_bootstrap_the_seed_averaged_gap_and_report_its_seed_spread(toy_data):
+def test_effects_bootstrap_the_seed_averaged_gap_and_report_each_seed_and_the_spread(toy_data):
     budget = StudyBudget(1, 1, 1, 1e-4)
     study = Study("scratch", budget, toy_data)
     study.results = {seed: {"ICT": _result(toy_data, True), "MLM (mean)": _result(toy_data, False)}
                      for seed in (0, 1)}
     (effect,) = effects(study, "zero-shot")  # only ICT vs MLM has both rows here
-    assert (effect.label, effect.a, effect.b) == EFFECTS[0][:3]
-    assert effect.comparison.difference == pytest.approx(0.5) and effect.comparison.low == pytest.approx(0.5)
-    assert effect.per_seed == [0.5, 0.5] and effect.spread == 0.0 and effect.reproduced
-    assert study_table(study).splitlines()[1].split()[-3:] == ["1.000", "±", "0.000"]
+    assert (effect.label, effect.row.effect.method, effect.row.effect.baseline) == EFFECTS[0][:3]
+    assert effect.row.gap == pytest.approx(0.5) and effect.row.low == pytest.approx(0.5)
+    assert effect.per_seed == [0.5, 0.5] and effect.row.spread == 0.0 and effect.reproduced
+    study.results[1]["ICT"] = _result(toy_data, False)  # seed 1: no gap; the seed spread now counts
+    (effect,) = effects(study, "zero-shot")
+    assert effect.per_seed == [0.5, 0.0] and effect.row.gap == pytest.approx(0.25)
+    assert effect.row.spread == pytest.approx(np.std([1.0, 0.5], ddof=1))  # ICT's spread over seeds; MLM's is 0
+    assert study_table(study).splitlines()[1].split()[-3:] == ["0.750", "±", "0.354"]  # ICT: RR 1 and 1/2
 
 
 def test_study_budgets_are_named_and_unknown_protocols_refused():

@@ -12,8 +12,8 @@ the same short fine-tuning on all train labels and test again; the bench's low-l
 out at this budget). A row's result (metrics and per-query runs) is a cached artifact
 (``retrlab.artifacts.cached_result``), so notebook 13 reloads a study that ``retrlab
 pretraining-study`` built. ``effects`` gives the papers' comparisons (ICT vs MLM, Condenser vs MLM,
-coCondenser vs Condenser, ...) with a paired bootstrap over test queries on the seed-averaged
-per-query RR@10 and the per-seed spread of the gap.
+coCondenser vs Condenser, ...) through the leaderboard's ``compute_effect`` (paired bootstrap over
+test queries on the seed-averaged per-query RR@10, seed spread, verdict) plus the gap in each seed.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from retrlab.pretraining.condenser import CONDENSER_TINY, CondenserConfig, cache
 from retrlab.pretraining.contriever import cached_contriever
 from retrlab.pretraining.hyperlinks import mixed_task
 from retrlab.pretraining.ict import ict_task
-from retrlab.stats import Comparison, paired_bootstrap, per_query
+from retrlab.leaderboard.effects import EffectRow, PaperEffect, compute_effect
 from retrlab.train import TrainConfig, train
 
 PROTOCOLS = ("scratch", "continued")
@@ -245,43 +245,36 @@ def mean_metric(study: Study, row: str, stage: str, measure: str = "MRR@10") -> 
 
 @dataclass
 class Effect:
-    label: str
-    a: str
-    b: str
-    claim: str
+    """A paper's comparison on this study: ``row`` (gap, CI, seed spread, verdict: the leaderboard's
+    ``compute_effect``) and the gap in each seed."""
+    row: EffectRow
     stage: str
-    comparison: Comparison  # paired bootstrap over test queries of the seed-averaged RR@10
-    per_seed: list[float]  # the gap a - b in each seed
+    per_seed: list[float]
 
     @property
-    def spread(self) -> float:
-        return float(np.std(self.per_seed, ddof=1)) if len(self.per_seed) > 1 else 0.0
+    def label(self) -> str:
+        return self.row.effect.name
 
     @property
     def reproduced(self) -> bool:
-        return self.comparison.significant and self.comparison.difference > 0
+        return self.row.verdict == "reproduced"
 
 
-def seed_averaged(study: Study, row: str, stage: str, qrels: dict) -> dict[str, float]:
-    """Per-query RR@10 of ``row`` at ``stage``, averaged over the study's seeds."""
-    values = [per_query(study.results[s][row].runs[stage], qrels, "MRR@10") for s in study.results]
-    return {q: float(np.mean([v[q] for v in values])) for q in values[0]}
-
-
-def gap(study: Study, a: str, b: str, stage: str, label: str = "", claim: str = "", seed: int = 0) -> Effect:
-    """Row ``a`` minus row ``b`` at ``stage``: paired bootstrap over test queries of the seed-averaged
-    RR@10, and the gap in each seed."""
-    qrels = split_qrels(study.data, "test")
-    comparison = paired_bootstrap(seed_averaged(study, a, stage, qrels), seed_averaged(study, b, stage, qrels),
-                                  a=a, b=b, measure="MRR@10", seed=seed)
+def gap(study: Study, a: str, b: str, stage: str, label: str = "", claim: str = "") -> Effect:
+    """Row ``a`` minus row ``b`` at ``stage`` (the paper's direction: a above b): paired bootstrap over
+    test queries of the seed-averaged RR@10, the seed spread, the verdict, and the gap in each seed."""
+    effect = PaperEffect(label or f"{a} vs {b}", a, b, +1.0, claim, "13")
+    seeds = list(study.results)
+    row = compute_effect(effect, [study.results[s][a].runs[stage] for s in seeds],
+                         [study.results[s][b].runs[stage] for s in seeds], split_qrels(study.data, "test"))
     gaps = np.subtract(mean_metric(study, a, stage), mean_metric(study, b, stage))
-    return Effect(label or f"{a} vs {b}", a, b, claim, stage, comparison, [float(g) for g in gaps])
+    return Effect(row, stage, [float(g) for g in gaps])
 
 
-def effects(study: Study, stage: str, seed: int = 0) -> list[Effect]:
+def effects(study: Study, stage: str) -> list[Effect]:
     """The papers' comparisons (``EFFECTS``) at ``stage``, for the rows this study has."""
     have = set(next(iter(study.results.values())))
-    return [gap(study, a, b, stage, label, claim, seed) for label, a, b, claim in EFFECTS if {a, b} <= have]
+    return [gap(study, a, b, stage, label, claim) for label, a, b, claim in EFFECTS if {a, b} <= have]
 
 
 def study_table(study: Study, measure: str = "MRR@10") -> str:
@@ -353,9 +346,8 @@ def diagnostics(study: Study, data: RetrievalData, seed: int = 0, smoke: bool = 
 
 # --- what notebook 13 prints under "What to notice" -------------------------------------------------
 def said(effect: Effect) -> str:
-    c = effect.comparison
-    word = "reproduced" if effect.reproduced else ("reversed" if c.significant else "within noise")
-    return f"{effect.label} {word} (Δ {c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}], seeds ±{effect.spread:.3f})"
+    r = effect.row
+    return f"{effect.label} {r.verdict} (Δ {r.gap:+.3f} [{r.low:+.3f}, {r.high:+.3f}], seed spread ±{r.spread:.3f})"
 
 
 def notice_lines(scratch: Study, continued: Study, reasons: dict[str, Diagnostics]) -> list[str]:
@@ -379,7 +371,7 @@ def notice_lines(scratch: Study, continued: Study, reasons: dict[str, Diagnostic
     cos = reasons["continued"].mean_cosine
     lines.append("- Mean cosine between passages (continued, mean-pooled rows): "
                  + ", ".join(f"{k} {v:.3f}" for k, v in cos.items()) + ".")
-    widths = [e.comparison.high - e.comparison.low for st in continued.stages for e in effects(continued, st)]
+    widths = [e.row.high - e.row.low for st in continued.stages for e in effects(continued, st)]
     lines.append(f"- Resolution: a continued-protocol gap's 95% interval is {np.median(widths):.3f} MRR@10 wide "
                  f"(median) on {len(split_qrels(continued.data, 'test'))} test queries, seeds {list(continued.results)}.")
     return lines
@@ -387,14 +379,13 @@ def notice_lines(scratch: Study, continued: Study, reasons: dict[str, Diagnostic
 
 def effects_markdown(study: Study) -> str:
     """docs/RESULTS.md's rows for one study: each paper effect per stage, gap, CI, seed spread, verdict."""
-    lines = ["| effect | stage | Δ MRR@10 | 95% CI | per seed | seed std | verdict |",
+    lines = ["| effect | stage | Δ MRR@10 | 95% CI | per seed | seed spread | verdict |",
              "| --- | --- | ---: | --- | --- | ---: | --- |"]
     for stage in study.stages:
         for e in effects(study, stage):
-            c = e.comparison
-            verdict = "reproduced" if e.reproduced else ("reversed" if c.significant else "not reproduced (within noise)")
-            lines.append(f"| {e.label} | {stage} | {c.difference:+.3f} | [{c.low:+.3f}, {c.high:+.3f}] | "
-                         + " ".join(f"{g:+.3f}" for g in e.per_seed) + f" | {e.spread:.3f} | {verdict} |")
+            r = e.row
+            lines.append(f"| {e.label} | {stage} | {r.gap:+.3f} | [{r.low:+.3f}, {r.high:+.3f}] | "
+                         + " ".join(f"{g:+.3f}" for g in e.per_seed) + f" | {r.spread:.3f} | {r.verdict} |")
     return "\n".join(lines)
 
 
