@@ -99,14 +99,15 @@ class StudyBudget:
 def study_budget(protocol: str, smoke: bool) -> StudyBudget:
     """The budgets in force. From scratch: notebook 13's (24 pretraining steps of 32 passages, 16 for
     SEED/RetroMAE; 20 fine-tuning steps of 16 at lr 2e-4; all test queries). Continued: 12 steps of 8
-    passages at lr 1e-4 (a MiniLM step costs ~30 bench steps), 6 fine-tuning steps of 8 at lr 5e-5, on
+    passages at lr 1e-4 (a MiniLM step costs far more than a bench step), 6 fine-tuning steps of 8 at lr 5e-5, on
     the first 100 test queries (their 268 passages: encoding them is most of a row's cost). Smoke: two
-    steps of everything on 40 test queries (20 continued), MiniLM's first layer only."""
+    steps of everything on 40 test queries (continued: one fine-tuning step, 10 test queries,
+    MiniLM's first layer only)."""
     if protocol == "scratch":
         return StudyBudget(2, 2, 8, 2e-4, test_queries=40) if smoke else StudyBudget(24, 20, 16, 2e-4)
     if protocol == "continued":
         if smoke:
-            return StudyBudget(2, 2, 4, 5e-5, test_queries=20,
+            return StudyBudget(2, 1, 4, 5e-5, test_queries=10,
                                continued=cont.ContinuedBudget(steps=2, batch_size=4, layers=1))
         return StudyBudget(12, 6, 8, 5e-5, test_queries=100, continued=cont.ContinuedBudget(steps=12, batch_size=8))
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -346,8 +347,14 @@ def diagnostics(study: Study, data: RetrievalData, seed: int = 0, smoke: bool = 
 
 # --- what notebook 13 prints under "What to notice" -------------------------------------------------
 def said(effect: Effect) -> str:
+    """"<label> <verdict> (Δ, CI, seed spread)": a paper's verdict, or for any other gap robust / within noise."""
     r = effect.row
-    return f"{effect.label} {r.verdict} (Δ {r.gap:+.3f} [{r.low:+.3f}, {r.high:+.3f}], seed spread ±{r.spread:.3f})"
+    word = r.verdict if r.effect.source else ("a robust gap" if r.robust else "within noise")
+    return f"{effect.label}: {word} (Δ {r.gap:+.3f} [{r.low:+.3f}, {r.high:+.3f}], seed spread ±{r.spread:.3f})"
+
+
+def _floor_word(loss: float, floor: float, tolerance: float = 0.05) -> str:
+    return "at" if abs(loss - floor) <= tolerance else ("above" if loss > floor else "below")
 
 
 def notice_lines(scratch: Study, continued: Study, reasons: dict[str, Diagnostics]) -> list[str]:
@@ -362,9 +369,9 @@ def notice_lines(scratch: Study, continued: Study, reasons: dict[str, Diagnostic
     lines.append(f"- Starting point: {said(readout)}; {said(erased)}.")
     for name, d in reasons.items():
         head = "reads" if d.condenser_cls_use > 0.01 else "barely reads"
-        floor = "still at" if d.span_loss > d.span_floor - 0.05 else "below"
         lines.append(f"- {name}: the Condenser head {head} the [CLS] (another passage's [CLS] costs it "
-                     f"{d.condenser_cls_use:+.4f} nats/token); coCondenser's span loss is {floor} its uniform "
+                     f"{d.condenser_cls_use:+.4f} nats/token); coCondenser's span loss is "
+                     f"{_floor_word(d.span_loss, d.span_floor)} its uniform "
                      f"floor log(2n - 1) ({d.span_loss:.3f} vs {d.span_floor:.3f}); RetroMAE's decoders lose "
                      + ", ".join(f"{k} {v:+.4f}" for k, v in d.decoder_cls_use.items())
                      + " nats/token with another passage's [CLS].")
