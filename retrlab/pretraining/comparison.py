@@ -102,13 +102,14 @@ def study_budget(protocol: str, smoke: bool) -> StudyBudget:
     passages at lr 1e-4 (a MiniLM step costs far more than a bench step), 6 fine-tuning steps of 8 at lr 5e-5, on
     the first 100 test queries (their 268 passages: encoding them is most of a row's cost). Smoke: two
     steps of everything on 40 test queries (continued: one fine-tuning step, 10 test queries,
-    MiniLM's first layer only)."""
+    MiniLM's first layer only, passages at 32 tokens)."""
     if protocol == "scratch":
         return StudyBudget(2, 2, 8, 2e-4, test_queries=40) if smoke else StudyBudget(24, 20, 16, 2e-4)
     if protocol == "continued":
         if smoke:
             return StudyBudget(2, 1, 4, 5e-5, test_queries=10,
-                               continued=cont.ContinuedBudget(steps=2, batch_size=4, layers=1))
+                               continued=cont.ContinuedBudget(steps=2, batch_size=4, layers=1, query_max_length=16,
+                                                              passage_max_length=32))
         return StudyBudget(12, 6, 8, 5e-5, test_queries=100, continued=cont.ContinuedBudget(steps=12, batch_size=8))
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
