@@ -149,7 +149,7 @@ def cmd_pretraining_study(args) -> int:
     print(study_table(study))
     for stage in study.stages:
         for e in effects(study, stage):
-            print(f"[{stage}] {e.label}: {e.row.verdict}, {e.row.because}; per-seed gaps "
+            print(f"[{stage}] {e.label}: {e.verdict}, Δ {e.gap:+.3f} [{e.low:+.3f}, {e.high:+.3f}]; per-seed gaps "
                   + ", ".join(f"{g:+.3f}" for g in e.per_seed))
     if args.markdown:
         print("\n" + table_markdown(study) + "\n\n" + effects_markdown(study))

@@ -103,13 +103,14 @@ def test_effects_bootstrap_the_seed_averaged_gap_and_report_each_seed_and_the_sp
     study.results = {seed: {"ICT": _result(toy_data, True), "MLM (mean)": _result(toy_data, False)}
                      for seed in (0, 1)}
     (effect,) = effects(study, "zero-shot")  # only ICT vs MLM has both rows here
-    assert (effect.label, effect.row.effect.method, effect.row.effect.baseline) == EFFECTS[0][:3]
-    assert effect.row.gap == pytest.approx(0.5) and effect.row.low == pytest.approx(0.5)
-    assert effect.per_seed == [0.5, 0.5] and effect.row.spread == 0.0 and effect.reproduced
-    study.results[1]["ICT"] = _result(toy_data, False)  # seed 1: no gap; the seed spread now counts
+    assert (effect.label, effect.a, effect.b) == EFFECTS[0][:3]
+    assert effect.gap == pytest.approx(0.5) and effect.low == pytest.approx(0.5) and effect.high == pytest.approx(0.5)
+    assert effect.per_seed == [0.5, 0.5] and effect.spread == 0.0 and effect.verdict == "reproduced"
+    study.results[1]["ICT"] = _result(toy_data, False)  # seed 1: no gap
     (effect,) = effects(study, "zero-shot")
-    assert effect.per_seed == [0.5, 0.0] and effect.row.gap == pytest.approx(0.25)
-    assert effect.row.spread == pytest.approx(np.std([1.0, 0.5], ddof=1))  # ICT's spread over seeds; MLM's is 0
+    assert effect.per_seed == [0.5, 0.0] and effect.gap == pytest.approx(0.25)
+    assert effect.spread == pytest.approx(np.std([0.5, 0.0], ddof=1))  # the per-seed gaps' spread: 0.354
+    assert effect.low > 0 and not effect.robust and effect.verdict == "not reproduced"  # gap 0.25 < spread
     assert study_table(study).splitlines()[1].split()[-3:] == ["0.750", "±", "0.354"]  # ICT: RR 1 and 1/2
 
 

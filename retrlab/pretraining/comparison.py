@@ -12,8 +12,10 @@ the same short fine-tuning on all train labels and test again; the bench's low-l
 out at this budget). A row's result (metrics and per-query runs) is a cached artifact
 (``retrlab.artifacts.cached_result``), so notebook 13 reloads a study that ``retrlab
 pretraining-study`` built. ``effects`` gives the papers' comparisons (ICT vs MLM, Condenser vs MLM,
-coCondenser vs Condenser, ...) through the leaderboard's ``compute_effect`` (paired bootstrap over
-test queries on the seed-averaged per-query RR@10, seed spread, verdict) plus the gap in each seed.
+coCondenser vs Condenser, ...): a paired bootstrap over test queries on the seed-averaged per-query
+RR@10, the gap in each seed and their spread, and notebook 14's verdict words (robust: the interval
+excludes 0 and the gap exceeds its seed spread). The spread is that of the *paired* per-seed gap:
+both rows of a seed share its fine-tuning batches.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from retrlab.pretraining.condenser import CONDENSER_TINY, CondenserConfig, cache
 from retrlab.pretraining.contriever import cached_contriever
 from retrlab.pretraining.hyperlinks import mixed_task
 from retrlab.pretraining.ict import ict_task
-from retrlab.leaderboard.effects import EffectRow, PaperEffect, compute_effect
+from retrlab.stats import paired_bootstrap, per_query
 from retrlab.train import TrainConfig, train
 
 PROTOCOLS = ("scratch", "continued")
@@ -247,30 +249,51 @@ def mean_metric(study: Study, row: str, stage: str, measure: str = "MRR@10") -> 
 
 @dataclass
 class Effect:
-    """A paper's comparison on this study: ``row`` (gap, CI, seed spread, verdict: the leaderboard's
-    ``compute_effect``) and the gap in each seed."""
-    row: EffectRow
+    """Row ``a`` minus row ``b`` at ``stage`` (the paper's direction: a above b): the gap and 95% interval
+    of a paired bootstrap over test queries on the seed-averaged RR@10, and the gap in each seed."""
+    label: str
+    a: str
+    b: str
+    claim: str  # what the paper reports ("" for a gap that is no paper's claim)
     stage: str
+    gap: float
+    low: float
+    high: float
     per_seed: list[float]
 
     @property
-    def label(self) -> str:
-        return self.row.effect.name
+    def spread(self) -> float:
+        """Standard deviation of the per-seed gaps: both rows of a seed share its fine-tuning batches,
+        so the gap is paired over seeds as it is over queries (0 for one seed)."""
+        return float(np.std(self.per_seed, ddof=1)) if len(self.per_seed) > 1 else 0.0
+
+    @property
+    def robust(self) -> bool:
+        """The interval excludes 0 and the gap is larger than its seed spread (notebook 14's rule)."""
+        return (self.low > 0 or self.high < 0) and abs(self.gap) > self.spread
+
+    @property
+    def verdict(self) -> str:
+        return "not reproduced" if not self.robust else ("reproduced" if self.gap > 0 else "opposite")
 
     @property
     def reproduced(self) -> bool:
-        return self.row.verdict == "reproduced"
+        return self.verdict == "reproduced"
+
+
+def seed_averaged(study: Study, row: str, stage: str, qrels: dict) -> dict[str, float]:
+    """Per-query RR@10 of ``row`` at ``stage``, averaged over the study's seeds."""
+    values = [per_query(study.results[s][row].runs[stage], qrels, "MRR@10") for s in study.results]
+    return {q: float(np.mean([v[q] for v in values])) for q in values[0]}
 
 
 def gap(study: Study, a: str, b: str, stage: str, label: str = "", claim: str = "") -> Effect:
-    """Row ``a`` minus row ``b`` at ``stage`` (the paper's direction: a above b): paired bootstrap over
-    test queries of the seed-averaged RR@10, the seed spread, the verdict, and the gap in each seed."""
-    effect = PaperEffect(label or f"{a} vs {b}", a, b, +1.0, claim, "13")
-    seeds = list(study.results)
-    row = compute_effect(effect, [study.results[s][a].runs[stage] for s in seeds],
-                         [study.results[s][b].runs[stage] for s in seeds], split_qrels(study.data, "test"))
+    """Row ``a`` minus row ``b`` at ``stage``, over the study's seeds."""
+    qrels = split_qrels(study.data, "test")
+    c = paired_bootstrap(seed_averaged(study, a, stage, qrels), seed_averaged(study, b, stage, qrels),
+                         a=a, b=b, measure="MRR@10")
     gaps = np.subtract(mean_metric(study, a, stage), mean_metric(study, b, stage))
-    return Effect(row, stage, [float(g) for g in gaps])
+    return Effect(label or f"{a} vs {b}", a, b, claim, stage, c.difference, c.low, c.high, [float(g) for g in gaps])
 
 
 def effects(study: Study, stage: str) -> list[Effect]:
@@ -347,11 +370,10 @@ def diagnostics(study: Study, data: RetrievalData, seed: int = 0, smoke: bool = 
 
 
 # --- what notebook 13 prints under "What to notice" -------------------------------------------------
-def said(effect: Effect) -> str:
-    """"<label> <verdict> (Δ, CI, seed spread)": a paper's verdict, or for any other gap robust / within noise."""
-    r = effect.row
-    word = r.verdict if r.effect.source else ("a robust gap" if r.robust else "within noise")
-    return f"{effect.label}: {word} (Δ {r.gap:+.3f} [{r.low:+.3f}, {r.high:+.3f}], seed spread ±{r.spread:.3f})"
+def said(e: Effect) -> str:
+    """"<label>: <verdict> (Δ, CI, seed spread)": a paper's verdict, or for any other gap robust / within noise."""
+    word = e.verdict if e.claim else ("a robust gap" if e.robust else "within noise")
+    return f"{e.label}: {word} (Δ {e.gap:+.3f} [{e.low:+.3f}, {e.high:+.3f}], seed spread ±{e.spread:.3f})"
 
 
 def _floor_word(loss: float, floor: float, tolerance: float = 0.05) -> str:
@@ -379,7 +401,7 @@ def notice_lines(scratch: Study, continued: Study, reasons: dict[str, Diagnostic
     cos = reasons["continued"].mean_cosine
     lines.append("- Mean cosine between passages (continued, mean-pooled rows): "
                  + ", ".join(f"{k} {v:.3f}" for k, v in cos.items()) + ".")
-    widths = [e.row.high - e.row.low for st in continued.stages for e in effects(continued, st)]
+    widths = [e.high - e.low for st in continued.stages for e in effects(continued, st)]
     lines.append(f"- Resolution: a continued-protocol gap's 95% interval is {np.median(widths):.3f} MRR@10 wide "
                  f"(median) on {len(split_qrels(continued.data, 'test'))} test queries, seeds {list(continued.results)}.")
     return lines
@@ -391,9 +413,8 @@ def effects_markdown(study: Study) -> str:
              "| --- | --- | ---: | --- | --- | ---: | --- |"]
     for stage in study.stages:
         for e in effects(study, stage):
-            r = e.row
-            lines.append(f"| {e.label} | {stage} | {r.gap:+.3f} | [{r.low:+.3f}, {r.high:+.3f}] | "
-                         + " ".join(f"{g:+.3f}" for g in e.per_seed) + f" | {r.spread:.3f} | {r.verdict} |")
+            lines.append(f"| {e.label} | {stage} | {e.gap:+.3f} | [{e.low:+.3f}, {e.high:+.3f}] | "
+                         + " ".join(f"{g:+.3f}" for g in e.per_seed) + f" | {e.spread:.3f} | {e.verdict} |")
     return "\n".join(lines)
 
 
