@@ -137,14 +137,19 @@ def chromium_page(viewport: tuple[int, int] = (1400, 1100)):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
         context.route(NOT_LOOPBACK, lambda route: route.abort())
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.js_errors, page.failed_requests = [], []
-        page.on("pageerror", lambda e: page.js_errors.append(str(e)))
-        page.on("requestfailed", lambda r: NETWORK.match(r.url) and page.failed_requests.append(
-            f"{r.url} ({r.failure})"))
-        page.on("response", lambda r: r.status >= 400 and page.failed_requests.append(f"{r.url} (HTTP {r.status})"))
+        page = watched(context.new_page())
         try:
             yield page
         finally:
             browser.close()
+
+
+def watched(page):
+    """Record on ``page`` its uncaught errors (``js_errors``) and failed network requests (``failed_requests``)."""
+    page.set_default_timeout(60_000)
+    page.js_errors, page.failed_requests = [], []
+    page.on("pageerror", lambda e: page.js_errors.append(str(e)))
+    page.on("requestfailed", lambda r: NETWORK.match(r.url) and page.failed_requests.append(
+        f"{r.url} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and page.failed_requests.append(f"{r.url} (HTTP {r.status})"))
+    return page

@@ -21,11 +21,11 @@ SEED = 0
 TAU = 0.05
 # notebook 07's SimANS setting: the NQ script's a=0.5, b=1 on logits, moved to cosines at τ = 0.05
 A, B, KERNEL = round(0.5 / TAU**2, 6), 1.0 * TAU, "gaussian-code"
-# large type for a projector; Voila shows outputs only, these rules only scale them
+# larger text for a projector (the figures are drawn 1.5x larger by size="presenter"); labels keep
+# their size so that the controls' descriptions still fit
 PRESENTER_CSS = """<style>
-body, .jp-OutputArea-output, .widget-label, .widget-readout, .widget-dropdown select, .jupyter-widgets {
-  font-size: 18px !important; }
-.jp-RenderedHTMLCommon h1 { font-size: 2.2em; }
+.jp-RenderedHTMLCommon p, .se-summary, .se-table, .se-zones, .dv-zones { font-size: 17px !important; }
+.jupyter-widgets-output-area pre { font-size: 16px !important; }
 </style>"""
 
 
