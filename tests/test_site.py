@@ -146,7 +146,20 @@ def test_the_html_manager_is_checked_against_its_pinned_sha512(home, monkeypatch
     assert (static / "mathjax" / "MathJax.js").is_file() and not (static / "mathjax" / "localization").exists()
 
 
-def test_site_command_errors():
+def test_site_command_says_what_it_took_from_the_cache(home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(site, "copy_assets", lambda out: out)
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    write_notebook(folder / "01_only.ipynb", "print('ran')")
+    args = ["site", "--dir", str(folder), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    assert "1 pages (1 executed, 0 from the cache)" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "1 pages (0 executed, 1 from the cache)" in capsys.readouterr().out
+    write_notebook(folder / "01_only.ipynb", "raise RuntimeError('broken lesson')")
+    assert main(args) == 1
+    assert "a notebook failed" in capsys.readouterr().err
+    assert len(list((home / "executed").glob("*.ipynb"))) == 1  # a failed run is not cached
     with pytest.raises(SystemExit):
         main(["site", "--smoke", "--default"])
 
