@@ -169,7 +169,13 @@ def render_page(nb: nbformat.NotebookNode, target: Path) -> Path:
     remote = REMOTE_LOAD.search(page)  # the offline promise, checked on every page (links are fine)
     if remote:
         raise ValueError(f"{target.name} would load {remote.group(0)} from the network")
-    return atomic_write_text(target, page)
+    return publish(target, page)
+
+
+def publish(target: Path, text: str) -> Path:
+    """Write a page atomically, readable by a web server running as another user (0644)."""
+    atomic_write_text(target, text).chmod(0o644)
+    return target
 
 
 # --- the index -------------------------------------------------------------------------------------
@@ -229,5 +235,5 @@ def build_site(out: str | Path, *, smoke: bool = True, only: list[str] | None = 
         render_page(nb, out / f"{path.stem}.html")
         pages.append(PageInfo(path.stem, notebook_title(nb), seconds, reused, headline(nb)))
         log(f"{path.stem:<40} {'cached' if reused else 'executed':>8} {seconds:7.1f} s -> {out / path.stem}.html")
-    atomic_write_text(out / "index.html", index_html(pages, "smoke" if smoke else "default"))
+    publish(out / "index.html", index_html(pages, "smoke" if smoke else "default"))
     return pages

@@ -58,6 +58,7 @@ def test_only_the_changed_notebook_is_executed_again(home, tmp_path, monkeypatch
     pages = site.build_site(tmp_path / "site", folder=folder, log=lambda line: None)
     assert [(p.name, p.reused) for p in pages] == [("01_first", False), ("02_second", True)]
     assert "first changed" in (tmp_path / "site" / "01_first.html").read_text()
+    assert (tmp_path / "site" / "01_first.html").stat().st_mode & 0o777 == 0o644  # a web server may read it
     assert len(list((home / "executed").glob("*.ipynb"))) == 3  # the old execution of 01 stays, unused
     index = (tmp_path / "site" / "index.html").read_text()
     assert 'href="01_first.html"' in index and 'href="02_second.html"' in index
