@@ -24,7 +24,8 @@ A, B, KERNEL = round(0.5 / TAU**2, 6), 1.0 * TAU, "gaussian-code"
 # larger text for a projector (the figures are drawn 1.5x larger by size="presenter"); labels keep
 # their size so that the controls' descriptions still fit
 PRESENTER_CSS = """<style>
-.jp-RenderedHTMLCommon p, .se-summary, .se-table, .se-zones, .dv-zones { font-size: 17px !important; }
+.jp-RenderedHTMLCommon p { font-size: 17px; }
+:is(.se-summary, .se-table, .se-zones, .dv-zones) .widget-html-content { font-size: 16px !important; }
 .jupyter-widgets-output-area pre { font-size: 16px !important; }
 </style>"""
 
