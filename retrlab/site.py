@@ -180,7 +180,7 @@ def publish(target: Path, text: str) -> Path:
 
 # --- the index -------------------------------------------------------------------------------------
 def what_it_teaches(readme: Path = README) -> str:
-    """The README's "What it teaches" section as markdown: the table, without the diagram or repo links."""
+    """The technique table of the README's "What it teaches" section, notebooks linked to their pages."""
     if not readme.is_file():
         return ""
     text = readme.read_text(encoding="utf-8")
@@ -188,6 +188,10 @@ def what_it_teaches(readme: Path = README) -> str:
     if not match:
         return ""
     section = re.sub(r"```mermaid.*?```\n", "", match.group(1), flags=re.S)
+    tables = [para for para in re.split(r"\n\s*\n", section) if para.strip().startswith("|")]
+    if not tables:
+        return ""
+    section = tables[0]  # the technique table; its introduction speaks of the diagram, its notes of the README
     section = re.sub(r"\[([^\]]+)\]\((?!https?:)[^)]+\)", r"\1", section)  # repository links do not exist here
     return re.sub(r"`(\d\d_\w+)`", r"[\1](\1.html)", section)  # notebook names link to their pages
 
@@ -217,6 +221,7 @@ to move them). Code cells are folded: click <em>code</em> to read one.</p>
 <table class="notebooks"><tr><th>notebook</th><th>wall time</th><th>headline result (computed in that run)</th></tr>
 {rows}
 </table>
+<h2 id="techniques">What each notebook teaches</h2>
 {markdown2html_mistune(what_it_teaches())}
 </body></html>
 """

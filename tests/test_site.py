@@ -103,12 +103,13 @@ def test_a_page_that_would_load_from_the_network_is_refused(tmp_path):
 
 def test_the_index_links_notebook_names_and_drops_repository_links(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n## What it teaches\nSee [docs/methods.md](docs/methods.md) and "
-                      "[SimANS](https://arxiv.org/abs/2210.11773).\n```mermaid\nflowchart LR\n```\n"
-                      "| `07_simans_ambiguous_negatives` | SimANS |\n## Next\n")
+    readme.write_text("# x\n## What it teaches\nHow they build on each other:\n```mermaid\nflowchart LR\n```\n\n"
+                      "| notebook | technique |\n| --- | --- |\n"
+                      "| `07_simans_ambiguous_negatives` | SimANS, see [docs/methods.md](docs/methods.md) and "
+                      "[the paper](https://arxiv.org/abs/2210.11773) |\n\nMeasured wall times: below.\n## Next\n")
     section = site.what_it_teaches(readme)
-    assert "See docs/methods.md and [SimANS](https://arxiv.org/abs/2210.11773)." in section
-    assert "mermaid" not in section and "## Next" not in section
+    assert "see docs/methods.md and [the paper](https://arxiv.org/abs/2210.11773)" in section
+    assert "mermaid" not in section and "How they build" not in section and "below" not in section
     assert "[07_simans_ambiguous_negatives](07_simans_ambiguous_negatives.html)" in section
 
 
