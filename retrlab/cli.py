@@ -5,7 +5,7 @@
     retrlab eval --model minilm  # ... of zero-shot all-MiniLM-L6-v2 (or a saved model folder)
     retrlab notebooks [--default] [--only 00 01]   # run notebooks headless into HTML, with wall times
     retrlab site [--default] [--out site]          # the rendered site: every notebook executed (cached)
-    retrlab present simans       # a classroom dashboard (Voila, widgets only) on 127.0.0.1
+    retrlab present simans       # a classroom dashboard (Voila, widgets only) on 127.0.0.1; or: rocketqa
     retrlab run star --seed 1    # fine-tune one strategy on the leaderboard budget, save JSON + plot
     retrlab leaderboard          # every strategy x seeds 0 1 (about 5 minutes on 2 cores), a table
     retrlab leaderboard --full --seeds 0 1 2    # all of wiki-car, 60 steps of batch 16 (~30-40 min)
@@ -236,9 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only fetch the widgets HTML manager into the cache (the one download)")
     site.set_defaults(fn=cmd_site)
     present = sub.add_parser("present", help="a classroom dashboard with Voila on 127.0.0.1 (widgets, no code)")
-    present.add_argument("view", help="simans")
+    present.add_argument("view", help="simans or rocketqa")
     present.add_argument("--port", type=int, default=None, help="default: a free port")
-    present.add_argument("--smoke", action="store_true", help="the smoke-mode pool (smaller, faster to build)")
+    present.add_argument("--smoke", action="store_true",
+                         help="the smoke-mode pool and cross-encoder (smaller, faster to build)")
     present.set_defaults(fn=cmd_present)
     run = sub.add_parser("run", help="fine-tune one strategy on the leaderboard budget and test it")
     run.add_argument("strategy",

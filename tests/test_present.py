@@ -13,12 +13,22 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
+import retrlab.data
+import retrlab.rerank
 from browser_support import chromium_page, free_port, missing_browser_tools, voila_server, watched
+from retrlab import artifacts
+from retrlab.artifacts import Budget
+from retrlab.cache import intact
 from retrlab.cli import main
-from retrlab.dashboards import DASHBOARDS, dashboard_path, prepare
+from retrlab.dashboards import (DASHBOARDS, LESSON_SMOKE_SPLITS, POOL_SPECS, PoolSpec, dashboard_path, pool_path,
+                                prepare, rocketqa_widgets, veto_probabilities)
+from retrlab.encoders import CrossEncoder
 from retrlab.present import POOL_SIZE, voila_command, voila_env
+from tests.helpers import make_toy_data
+from tests.test_experiments import TINY_CE, use_tiny_models
 
 ARTIFACTS = Path(__file__).parents[1] / "test-artifacts" / "browser" / "dashboard"
 WARM_OPEN_BUDGET_S = 20
@@ -52,7 +62,40 @@ def test_every_dashboard_is_a_notebook_without_outputs():
 
 def test_an_unknown_view_is_refused_with_the_choices(capsys):
     assert main(["present", "leaderboard-3d"]) == 2
-    assert "no dashboard named 'leaderboard-3d'; choose one of ['simans']" in capsys.readouterr().err
+    assert "no dashboard named 'leaderboard-3d'; choose one of ['rocketqa', 'simans']" in capsys.readouterr().err
+
+
+def test_rocketqa_prepare_scores_the_top_10_once_and_caches_it(tmp_path, monkeypatch):
+    """Toy data, tiny models: prepare builds the pool, cross-encoder and probabilities; a reload reads them."""
+    use_tiny_models(monkeypatch, tmp_path)
+    monkeypatch.setattr(retrlab.data, "load_wikicar", lambda seed: make_toy_data())
+    monkeypatch.setitem(POOL_SPECS, True, PoolSpec(100, 9, 32))
+    monkeypatch.setitem(artifacts.WARMUP_BUDGET, True, Budget(1, 2, 32))
+    monkeypatch.setitem(artifacts.CE_BUDGET, True, TINY_CE)
+    prepare("rocketqa", smoke=True)
+    data, pool, probabilities = veto_probabilities(smoke=True)
+    # every toy training query has a hidden positive (a second passage of its section) in its top 10
+    assert list(probabilities) == data.qids("train") == ["q0", "q1", "q2", "q3"]
+    ce_folder = artifacts.cross_encoder_folder(make_toy_data().subset(LESSON_SMOKE_SPLITS), smoke=True)
+    ce = CrossEncoder.from_pretrained(ce_folder)
+    top = [pool.candidates(q)[0][:10] for q in probabilities]
+    assert [len(t) for t in top] == [8, 8, 8, 8]  # 9 train passages minus the labelled positive
+    expected = retrlab.rerank.score_candidates(ce, data, list(probabilities), top, progress=False)
+    for q, p in zip(probabilities, expected):
+        np.testing.assert_array_equal(probabilities[q], p.astype(np.float64))
+    cached = pool_path(data, smoke=True).with_name(f"minilm-zeroshot-{artifacts.fingerprint(data)}-len32-d9"
+                                                   f"-top10-q12-{ce_folder.name}.json")
+    assert intact(cached)
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("the cached probabilities were scored again")
+
+    monkeypatch.setattr(retrlab.rerank, "score_candidates", no_scoring)
+    _, _, again = veto_probabilities(smoke=True)
+    assert {q: p.tolist() for q, p in again.items()} == {q: p.tolist() for q, p in probabilities.items()}
+    explorer = rocketqa_widgets(smoke=True)
+    assert explorer.qid == "q0" and explorer.threshold.value == 0.1 and explorer.veto["scored"] == 8
+    assert "CE veto p >= 0.100: drops" in explorer.caption
 
 
 def wait_for_line(log: Path, pattern: str, timeout: float) -> None:

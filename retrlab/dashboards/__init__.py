@@ -8,12 +8,20 @@ every page load (a fresh kernel each, Voila's way) reads the cached pool in seco
   training queries (400 in default mode, as in 07; 100 in smoke mode), cached as JSON with a manifest
   under ``$RETRLAB_HOME/pools/``. ``SimilarityExplorer`` on the queries with a hidden positive in their
   top 10, and ``DistributionView`` on the whole pool, both at ``size="presenter"``.
+* ``rocketqa`` — notebook 05's cross-encoder veto on the same pool: notebook 05's cross-encoder
+  (``retrlab.artifacts.cross_encoder``, built once on notebook 05's data) scores the top 10 of the
+  first queries with a hidden positive there (40; smoke: 12), cached as JSON with a manifest next to
+  the pool. ``SimilarityExplorer`` with those probabilities: the threshold slider shows which
+  candidates the veto drops and how many hidden positives it catches.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from retrlab.data import RetrievalData
 from retrlab.pool import CandidatePool
 
 FOLDER = Path(__file__).parent
@@ -40,7 +48,12 @@ class PoolSpec:
 
 
 POOL_SPECS = {False: PoolSpec(400, 100, 64), True: PoolSpec(100, 30, 48)}
-DASHBOARDS = {"simans": "simans.ipynb"}
+DASHBOARDS = {"simans": "simans.ipynb", "rocketqa": "rocketqa.ipynb"}
+EXPLORED_DEPTH = 10  # the explorers show queries with a hidden positive in their top 10 (notebook 05's DEPTH)
+EXPLORED_QUERIES = 40  # a few dozen in the explorers' query list
+VETO_QUERIES = {False: EXPLORED_QUERIES, True: 12}  # queries whose top 10 the cross-encoder scores
+VETO_THRESHOLD = 0.1  # RocketQA's t-: a candidate with P(relevant) >= 0.1 is no longer a negative
+LESSON_SMOKE_SPLITS = {"train": 100, "dev": 40, "test": 40}  # notebook 05's smoke data
 
 
 def dashboard_path(view: str) -> Path:
@@ -49,27 +62,41 @@ def dashboard_path(view: str) -> Path:
     return FOLDER / DASHBOARDS[view]
 
 
-def simans_data(smoke: bool):
+def simans_data(smoke: bool, wikicar: RetrievalData | None = None) -> RetrievalData:
+    """Notebook 07's training queries (the first 400; smoke: 100) of wiki-car (loaded unless given)."""
     from retrlab.data import load_wikicar
 
+    wikicar = load_wikicar(seed=SEED) if wikicar is None else wikicar
+    return wikicar.subset({"train": POOL_SPECS[bool(smoke)].train_queries})
+
+
+def lesson_data(smoke: bool, wikicar: RetrievalData) -> RetrievalData:
+    """Notebook 05's data, its cross-encoder's training data: all of wiki-car; smoke: 100/40/40 queries."""
+    return wikicar.subset(LESSON_SMOKE_SPLITS) if smoke else wikicar
+
+
+def pool_path(data: RetrievalData, smoke: bool) -> Path:
+    """Where the dashboard pool of ``data`` is cached (named by the data's fingerprint and the spec)."""
+    from retrlab.artifacts import fingerprint
+    from retrlab.cache import home
+
     spec = POOL_SPECS[bool(smoke)]
-    return load_wikicar(seed=SEED).subset({"train": spec.train_queries})
+    return home() / "pools" / f"minilm-zeroshot-{fingerprint(data)}-len{spec.max_length}-d{spec.depth}.json"
 
 
-def simans_pool(smoke: bool) -> CandidatePool:
-    """The top-k of zero-shot MiniLM for notebook 07's training queries, built once and cached."""
-    from retrlab.artifacts import fingerprint, load_pool, save_pool
-    from retrlab.cache import home, intact, seal
+def simans_pool(data: RetrievalData, smoke: bool) -> CandidatePool:
+    """The top-k of zero-shot MiniLM for notebook 07's training queries (``data``), built once and cached."""
+    from retrlab.artifacts import load_pool, save_pool
+    from retrlab.cache import intact, seal
 
-    spec = POOL_SPECS[bool(smoke)]
-    data = simans_data(smoke)
-    path = home() / "pools" / f"minilm-zeroshot-{fingerprint(data)}-len{spec.max_length}-d{spec.depth}.json"
+    path = pool_path(data, smoke)
     if intact(path):
         return load_pool(path)
     from retrlab.encoders import BiEncoder
     from retrlab.evaluation import cached_corpus_embeddings
     from retrlab.pool import dense_pool
 
+    spec = POOL_SPECS[bool(smoke)]
     model = BiEncoder.minilm(passage_max_length=spec.max_length)
     vectors = cached_corpus_embeddings(model, "minilm", data, data.search_pids("train"))
     pool = dense_pool(model, data, "train", depth=spec.depth, passage_vectors=vectors, source="minilm zero-shot")
@@ -77,10 +104,47 @@ def simans_pool(smoke: bool) -> CandidatePool:
     return pool
 
 
+def explored_queries(pool: CandidatePool, limit: int) -> list[str]:
+    """The first ``limit`` queries with a hidden positive in their top 10 (if none: the first ``limit``)."""
+    hidden = [q for i, q in enumerate(pool.qids) if pool.hidden[i][:EXPLORED_DEPTH].any()]
+    return (hidden or pool.qids)[:limit]
+
+
+def veto_probabilities(smoke: bool) -> tuple[RetrievalData, CandidatePool, dict[str, np.ndarray]]:
+    """(pool data, pool, qid -> cross-encoder P(relevant) of its top 10): the ``rocketqa`` view's data.
+
+    The probabilities are scored once and cached; the file's name carries the pool's and the
+    cross-encoder's cache keys, so a new pool or a rebuilt cross-encoder is scored anew.
+    """
+    from retrlab.artifacts import cross_encoder_folder
+    from retrlab.cache import atomic_write_json, intact, load_json, seal
+    from retrlab.data import load_wikicar
+
+    wikicar = load_wikicar(seed=SEED)
+    data = simans_data(smoke, wikicar)
+    pool = simans_pool(data, smoke)
+    folder = cross_encoder_folder(lesson_data(smoke, wikicar), smoke=bool(smoke))  # built on first call
+    pool_file = pool_path(data, smoke)
+    path = pool_file.with_name(f"{pool_file.stem}-top{EXPLORED_DEPTH}-q{VETO_QUERIES[bool(smoke)]}"
+                               f"-{folder.name}.json")
+    if not intact(path):
+        from retrlab.encoders import CrossEncoder
+        from retrlab.rerank import score_candidates
+
+        qids = explored_queries(pool, VETO_QUERIES[bool(smoke)])
+        candidates = [list(pool.candidates(q)[0][:EXPLORED_DEPTH]) for q in qids]
+        probs = score_candidates(CrossEncoder.from_pretrained(folder), data, qids, candidates, progress=False)
+        seal(atomic_write_json(path, {q: p.tolist() for q, p in zip(qids, probs)}))
+    return data, pool, {q: np.asarray(p, dtype=np.float64) for q, p in load_json(path).items()}
+
+
 def prepare(view: str, smoke: bool) -> None:
     """Build into the cache what the dashboard ``view`` shows, so that it opens without training."""
     dashboard_path(view)  # an unknown view fails here
-    simans_pool(smoke)
+    if view == "rocketqa":
+        veto_probabilities(smoke)  # the pool, the cross-encoder, and its probabilities
+    else:
+        simans_pool(simans_data(smoke), smoke)
 
 
 def simans_widgets(smoke: bool):
@@ -89,10 +153,22 @@ def simans_widgets(smoke: bool):
     from retrlab.viz.widgets import DistributionView, SimilarityExplorer
 
     spec = POOL_SPECS[bool(smoke)]
-    data, pool = simans_data(smoke), simans_pool(smoke)
-    interesting = [q for i, q in enumerate(pool.qids) if pool.hidden[i][:10].any()][:40] or None
+    data = simans_data(smoke)
+    pool = simans_pool(data, smoke)
+    interesting = explored_queries(pool, EXPLORED_QUERIES)
     explorer = SimilarityExplorer(pool, data, qids=interesting, size="presenter",
                                   settings=Settings(a=A, b=B, kernel=KERNEL, depth=spec.depth, n=3))
     view = DistributionView(pool, Settings(a=A, b=B, kernel=KERNEL, depth=spec.depth, n=1, absolute_margin=0.05),
                             size="presenter")
     return explorer, view
+
+
+def rocketqa_widgets(smoke: bool):
+    """The explorer with the cross-encoder's probabilities and threshold slider (notebook 05's veto view)."""
+    from retrlab.viz.explore import Settings
+    from retrlab.viz.widgets import SimilarityExplorer
+
+    data, pool, probabilities = veto_probabilities(smoke)
+    return SimilarityExplorer(pool, data, qids=list(probabilities), ce_probabilities=probabilities,
+                              size="presenter",
+                              settings=Settings(depth=EXPLORED_DEPTH, n=1, ce_threshold=VETO_THRESHOLD))
