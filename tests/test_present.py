@@ -1,15 +1,17 @@
-"""``retrlab present``: the Voila command, the dashboard notebook, and the SimANS dashboard in a real browser.
+"""``retrlab present``: the Voila command, the dashboard notebooks, the dashboards in a real browser.
 
-The browser test (marked ``browser`` and ``notebook``) builds the smoke-mode pool, starts Voila as
-``retrlab present`` does, waits for the preheated kernels, opens the page (timed), moves the ``a``
-slider and checks that the figure and the false-negative caption change, that no code is shown and
-that no request failed. Screenshots go to ``test-artifacts/browser/dashboard/``.
+The browser tests (marked ``browser`` and ``notebook``) build the smoke-mode data, start Voila as
+``retrlab present`` does, wait for the preheated kernels and open the page (timed). SimANS: move the
+``a`` slider and see the figure and the false-negative caption change. RocketQA: move the threshold
+slider and see the veto caption change. Both check that no code is shown and that no request
+failed. Screenshots go to ``test-artifacts/browser/dashboard/``.
 """
 from __future__ import annotations
 
 import re
 import secrets
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -23,8 +25,8 @@ from retrlab import artifacts
 from retrlab.artifacts import Budget
 from retrlab.cache import intact
 from retrlab.cli import main
-from retrlab.dashboards import (DASHBOARDS, LESSON_SMOKE_SPLITS, POOL_SPECS, PoolSpec, dashboard_path, pool_path,
-                                prepare, rocketqa_widgets, veto_probabilities)
+from retrlab.dashboards import (DASHBOARDS, LESSON_SMOKE_SPLITS, POOL_SPECS, PoolSpec, dashboard_path,
+                                pool_path, prepare, rocketqa_widgets, veto_probabilities)
 from retrlab.encoders import CrossEncoder
 from retrlab.present import POOL_SIZE, voila_command, voila_env
 from tests.helpers import make_toy_data
@@ -62,11 +64,12 @@ def test_every_dashboard_is_a_notebook_without_outputs():
 
 def test_an_unknown_view_is_refused_with_the_choices(capsys):
     assert main(["present", "leaderboard-3d"]) == 2
-    assert "no dashboard named 'leaderboard-3d'; choose one of ['rocketqa', 'simans']" in capsys.readouterr().err
+    expected = "no dashboard named 'leaderboard-3d'; choose one of ['rocketqa', 'simans']"
+    assert expected in capsys.readouterr().err
 
 
 def test_rocketqa_prepare_scores_the_top_10_once_and_caches_it(tmp_path, monkeypatch):
-    """Toy data, tiny models: prepare builds the pool, cross-encoder and probabilities; a reload reads them."""
+    """Toy data, tiny models: prepare builds pool, cross-encoder and probabilities; a reload reads them."""
     use_tiny_models(monkeypatch, tmp_path)
     monkeypatch.setattr(retrlab.data, "load_wikicar", lambda seed: make_toy_data())
     monkeypatch.setitem(POOL_SPECS, True, PoolSpec(100, 9, 32))
@@ -106,15 +109,53 @@ def wait_for_line(log: Path, pattern: str, timeout: float) -> None:
         time.sleep(0.5)  # polling a log file, not synchronising with the page
 
 
-def open_dashboard(page, url: str, timeout_ms: int):
-    """Open the dashboard; return (explorer, its caption) once the caption is drawn."""
+def open_dashboard(page, url: str, timeout_ms: int, caption_text: str):
+    """Open the dashboard; return (explorer, its caption) once the caption shows ``caption_text``."""
     from playwright.sync_api import expect
 
     page.goto(url, timeout=timeout_ms)
     explorer = page.locator(".simans-explorer")
     caption = explorer.locator(".simans-explorer-plot pre")
-    expect(caption).to_contain_text("false negatives picked", timeout=timeout_ms)
+    expect(caption).to_contain_text(caption_text, timeout=timeout_ms)
     return explorer, caption
+
+
+@contextmanager
+def presented(view: str, caption_text: str, code_name: str):
+    """``retrlab present VIEW --smoke`` with a browser: yields (page, explorer, caption) of a warm page.
+
+    Voila starts with its preheated kernels; a first visitor's page may wait for a kernel still
+    executing the notebook, so a second visitor (a tab of its own, the other preheated kernel) is
+    the one timed against the budget and handed to the test. No code may be shown on it (the call
+    ``code_name`` included), and no request of either page may fail.
+    """
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    prepare(view, smoke=True)  # what `retrlab present VIEW --smoke` does before starting Voila
+    token, log = secrets.token_hex(16), ARTIFACTS / f"{view}_voila.log"
+    started = time.perf_counter()
+    with voila_server(voila_command(view, free_port(), token), voila_env(smoke=True), log,
+                      f"/voila/static/voila.js?token={token}") as base, chromium_page() as page:
+        wait_for_line(log, rf"Kernel pool of {view}.ipynb is filled with {POOL_SIZE} kernel", timeout=300)
+        ready = time.perf_counter()
+        first = time.perf_counter()
+        open_dashboard(page, f"{base}/?token={token}", 300_000, caption_text)
+        first = time.perf_counter() - first
+        first_page, page = page, watched(page.context.new_page())
+        warm = time.perf_counter()
+        explorer, caption = open_dashboard(page, f"{base}/?token={token}", 120_000, caption_text)
+        warm = time.perf_counter() - warm
+        print(f"{view} dashboard: Voila up after {ready - started:.1f} s; first page {first:.1f} s, "
+              f"second (warm) {warm:.1f} s")
+        assert warm <= WARM_OPEN_BUDGET_S * SLACK, f"the dashboard took {warm:.0f} s to open warm"
+        assert page.locator(".jp-CodeCell .jp-InputArea, .jp-CodeMirrorEditor, .cm-editor, .highlight").count() == 0, \
+            "code is shown"
+        assert code_name not in page.locator("body").inner_text()
+        page.screenshot(path=str(ARTIFACTS / f"{view}_before.png"))
+        yield page, explorer, caption
+        for p in (first_page, page):
+            assert p.failed_requests == [], p.failed_requests
+            assert p.js_errors == [], p.js_errors
+    print(f"{view} dashboard browser test: {time.perf_counter() - started:.1f} s; screenshots in {ARTIFACTS}")
 
 
 @pytest.mark.notebook
@@ -123,30 +164,7 @@ def open_dashboard(page, url: str, timeout_ms: int):
 def test_simans_dashboard_slider_changes_figure_and_caption():
     from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    prepare("simans", smoke=True)  # what `retrlab present simans --smoke` does before starting Voila
-    token, log = secrets.token_hex(16), ARTIFACTS / "voila.log"
-    started = time.perf_counter()
-    with voila_server(voila_command("simans", free_port(), token), voila_env(smoke=True), log,
-                      f"/voila/static/voila.js?token={token}") as base, chromium_page() as page:
-        wait_for_line(log, rf"Kernel pool of simans.ipynb is filled with {POOL_SIZE} kernel", timeout=300)
-        ready = time.perf_counter()
-        # the first visitor: the preheated kernel may still be executing the notebook (importing torch)
-        first = time.perf_counter()
-        open_dashboard(page, f"{base}/?token={token}", timeout_ms=300_000)
-        first = time.perf_counter() - first
-        # a second visitor (a tab of its own) gets the other preheated kernel: the warm opening time
-        first_page, page = page, watched(page.context.new_page())
-        warm = time.perf_counter()
-        explorer, caption = open_dashboard(page, f"{base}/?token={token}", timeout_ms=120_000)
-        warm = time.perf_counter() - warm
-        print(f"dashboard: Voila up after {ready - started:.1f} s; first page {first:.1f} s, second (warm) {warm:.1f} s")
-        assert warm <= WARM_OPEN_BUDGET_S * SLACK, f"the dashboard took {warm:.0f} s to open warm"
-        assert page.locator(".jp-CodeCell .jp-InputArea, .jp-CodeMirrorEditor, .cm-editor, .highlight").count() == 0, \
-            "code is shown"
-        assert "simans_widgets(" not in page.locator("body").inner_text()
-        page.screenshot(path=str(ARTIFACTS / "simans_before.png"))
-
+    with presented("simans", "false negatives picked", "simans_widgets(") as (page, explorer, caption):
         image = explorer.locator(".simans-explorer-plot img")
         before_caption, before_src = caption.text_content(), image.get_attribute("src")
         readout = explorer.locator(".se-a .widget-readout")
@@ -162,8 +180,25 @@ def test_simans_dashboard_slider_changes_figure_and_caption():
         assert image.get_attribute("src") != before_src, "the figure did not change"
         page.screenshot(path=str(ARTIFACTS / "simans_after.png"))
         explorer.screenshot(path=str(ARTIFACTS / "simans_explorer_after.png"))
-        for p in (first_page, page):
-            assert p.failed_requests == [], p.failed_requests
-            assert p.js_errors == [], p.js_errors
-    print(f"dashboard browser test: {time.perf_counter() - started:.1f} s; screenshots in {ARTIFACTS}\n"
-          f"  before: {before_caption}\n  after:  {after_caption}")
+    print(f"  before: {before_caption}\n  after:  {after_caption}")
+
+
+@pytest.mark.notebook
+@pytest.mark.browser
+@pytest.mark.skipif(missing_browser_tools() is not None, reason=str(missing_browser_tools()))
+def test_rocketqa_dashboard_threshold_slider_changes_the_veto():
+    from playwright.sync_api import expect
+
+    with presented("rocketqa", "CE veto p >= 0.100", "rocketqa_widgets(") as (page, explorer, caption):
+        before_caption = caption.text_content()
+        handle = explorer.locator(".se-threshold .noUi-handle")
+        handle.focus()
+        handle.press("End")  # the threshold to 1: the veto drops (nearly) nothing
+        assert explorer.locator(".se-threshold .widget-readout").text_content() == "1.000"
+        expect(caption).to_contain_text("CE veto p >= 1.000", timeout=60_000)  # the kernel redrew (G11)
+        after_caption = caption.text_content()
+        drops = [int(re.search(r"CE veto p >= [0-9.]+: drops (\d+)", c).group(1))
+                 for c in (before_caption, after_caption)]
+        assert drops[1] < drops[0], (before_caption, after_caption)
+        page.screenshot(path=str(ARTIFACTS / "rocketqa_after.png"))
+    print(f"  before: {before_caption}\n  after:  {after_caption}")
