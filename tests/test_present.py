@@ -120,6 +120,13 @@ def open_dashboard(page, url: str, timeout_ms: int, caption_text: str):
     return explorer, caption
 
 
+def browser_test(test):
+    """Marked ``notebook`` and ``browser`` (slow), skipped where Chromium or Playwright is missing."""
+    missing = missing_browser_tools()
+    skip = pytest.mark.skipif(missing is not None, reason=str(missing))
+    return pytest.mark.notebook(pytest.mark.browser(skip(test)))
+
+
 @contextmanager
 def presented(view: str, caption_text: str, code_name: str):
     """``retrlab present VIEW --smoke`` with a browser: yields (page, explorer, caption) of a warm page.
@@ -158,9 +165,7 @@ def presented(view: str, caption_text: str, code_name: str):
     print(f"{view} dashboard browser test: {time.perf_counter() - started:.1f} s; screenshots in {ARTIFACTS}")
 
 
-@pytest.mark.notebook
-@pytest.mark.browser
-@pytest.mark.skipif(missing_browser_tools() is not None, reason=str(missing_browser_tools()))
+@browser_test
 def test_simans_dashboard_slider_changes_figure_and_caption():
     from playwright.sync_api import expect
 
@@ -183,9 +188,7 @@ def test_simans_dashboard_slider_changes_figure_and_caption():
     print(f"  before: {before_caption}\n  after:  {after_caption}")
 
 
-@pytest.mark.notebook
-@pytest.mark.browser
-@pytest.mark.skipif(missing_browser_tools() is not None, reason=str(missing_browser_tools()))
+@browser_test
 def test_rocketqa_dashboard_threshold_slider_changes_the_veto():
     from playwright.sync_api import expect
 
