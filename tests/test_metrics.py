@@ -114,7 +114,7 @@ def test_evaluate_hand_and_averaging():
 def test_evaluate_default_measures_and_names():
     run = {"q": {"a": 1.0}}
     qrels = {"q": {"a": 1}}
-    assert evaluate(run, qrels) == {"MRR@10": 1.0, "R@20": 1.0, "R@100": 1.0, "nDCG@10": 1.0, "Success@1": 1.0}
+    assert evaluate(run, qrels) == {"MRR@10": 1.0, "R@20": 1.0, "R@100": 1.0, "nDCG@10": 1.0}
     res = evaluate(run, qrels, ["Recall@5", "rr@3", "NDCG@5", "success@3"])
     assert res == {"Recall@5": 1.0, "rr@3": 1.0, "NDCG@5": 1.0, "success@3": 1.0}
     assert evaluate(run, qrels, "MRR@10") == {"MRR@10": 1.0}  # a single name, not its letters

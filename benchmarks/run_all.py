@@ -1,0 +1,57 @@
+"""Every retrlab-vs-sentence-transformers benchmark in one run: encode and training step, fp32 and bf16.
+
+Runs ``encode_throughput.py`` and ``train_step.py`` once per precision (each in its own process, so
+one's allocations do not slow the next), then prints one table of throughput ratios (retrlab /
+sentence-transformers: above 1 means retrlab is faster) and writes
+``benchmarks/results/summary.json``. On a CPU without native bf16 (AVX2 only) bf16 is emulated and
+slower than fp32 for both systems; the ratio still compares like with like.
+
+    python benchmarks/run_all.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from retrlab.cache import atomic_write_json
+from retrlab.precision import cpu_has_native_bf16
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PRECISIONS = ("fp32", "bf16")
+
+
+def run_benchmark(script: str, precision: str, quick: bool) -> dict:
+    """Run one benchmark script in a fresh process and read back the JSON it wrote."""
+    args = ["--precision", precision]
+    if quick:
+        args += ["--passages", "200", "--repeats", "2"] if script == "encode_throughput" else ["--steps", "3"]
+    subprocess.run([sys.executable, str(HERE / f"{script}.py"), *args], check=True)
+    return json.loads((RESULTS / f"{script}_{precision}.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer passages and steps (a smoke check)")
+    args = parser.parse_args()
+    rows = {(script, precision): run_benchmark(script, precision, args.quick)
+            for script in ("encode_throughput", "train_step") for precision in PRECISIONS}
+    print(f"\n{'benchmark':20s} {'precision':9s} {'retrlab':>12s} {'sent.-transf.':>14s} {'ratio':>6s}")
+    for (script, precision), result in rows.items():
+        speeds = result.get("passages_per_second") or {k: result["args"]["batch_size"] / v
+                                                     for k, v in result["seconds_per_step"].items()}
+        unit = "passages/s" if script == "encode_throughput" else "queries/s"
+        print(f"{script:20s} {precision:9s} {speeds['retrlab']:8.1f} {'':3s} {speeds['sentence-transformers']:8.1f} "
+              f"{'':5s} {result['ratio']:6.2f}   ({unit})")
+    atomic_write_json(RESULTS / "summary.json", {
+        "machine": platform.processor() or platform.machine(), "native_bf16": cpu_has_native_bf16(),
+        "ratios": {f"{script}/{precision}": result["ratio"] for (script, precision), result in rows.items()}})
+    print(f"written: {RESULTS / 'summary.json'}  (native bf16 on this CPU: {cpu_has_native_bf16()})")
+
+
+if __name__ == "__main__":
+    main()
