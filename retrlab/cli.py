@@ -91,7 +91,8 @@ def _leaderboard(args, names: list[str], seeds: list[int]) -> int:
     from pathlib import Path
 
     from retrlab.data import load_beir, load_wikicar
-    from retrlab.leaderboard import get_entry, preset, run_leaderboard
+    from retrlab.cache import atomic_write_text
+    from retrlab.leaderboard import effects_markdown, effects_table, get_entry, preset, run_leaderboard
 
     for name in names:
         get_entry(name)  # an unknown strategy fails before the data is even loaded
@@ -107,6 +108,11 @@ def _leaderboard(args, names: list[str], seeds: list[int]) -> int:
     print(f"\nshared preparation: {prep or 'none'}; wall time {board.wall_seconds:.0f} s")
     json_path, png = board.save(Path(args.out))
     print(f"results: {json_path}\nplot:    {png}")
+    effects = effects_table(board)
+    if effects:  # the paper effects whose two rows this run holds
+        text = effects_markdown(effects)
+        print("\npaper effects (ours vs the paper's):\n" + text)
+        print(f"effects: {atomic_write_text(Path(args.out) / 'effects.md', text + chr(10))}")
     return 0
 
 

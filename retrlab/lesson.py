@@ -7,6 +7,7 @@ system A minus system B, ``significant`` whether the 95% interval excludes 0.
 per variant on the same budget, record the negatives it trained on, retrieve the evaluation split
 with it, and keep the run, metrics, history and wall time under the variant's name, so tables, bars
 and verdicts read from one place. ``notice`` prints a "What to notice" cell's sentences as bullets.
+``compare_pairs`` and ``versus`` give the pretraining bench's verdicts (notebooks 08-12).
 """
 from __future__ import annotations
 
@@ -97,3 +98,23 @@ def notice(*points: str, started: float | None = None, smoke: bool | None = None
         print(f"- {point}")
     if started is not None:
         print(f"\n(notebook ran in {time.perf_counter() - started:.0f} s, smoke mode: {smoke})")
+# --- the pretraining bench's verdicts (notebooks 08-12) ---------------------------------------------
+def compare_pairs(results: dict, qrels: dict, pairs: list[tuple[str, str]], stages: list[str],
+                  measure: str = "MRR@10") -> dict[tuple[str, str, str], Comparison]:
+    """Paired bootstrap of system ``a`` against ``b`` for every (a, b) pair at every stage both ran.
+
+    ``results`` maps a name to anything with ``.runs`` (stage -> run), such as the bench's
+    ``ProtocolResult``; the answer is keyed ``(stage, a, b)``, in the order stage by stage, pair by pair.
+    """
+    missing = sorted({name for pair in pairs for name in pair} - set(results))
+    if missing:
+        raise KeyError(f"no result named {missing}; the results are {sorted(results)}")
+    return {(stage, a, b): compare_runs(results[a].runs[stage], results[b].runs[stage], qrels, measure, a=a, b=b)
+            for stage in stages for a, b in pairs
+            if stage in results[a].runs and stage in results[b].runs}
+
+
+def versus(verdicts: dict[tuple[str, str, str], Comparison], stage: str, pairs: list[tuple[str, str]],
+           measure: str = "MRR@10") -> str:
+    """'ICT vs MLM within noise (Δ MRR@10 +0.004); ICT vs random init better (...)' for one stage."""
+    return "; ".join(f"{a} vs {b} {verdict(verdicts[stage, a, b], measure)}" for a, b in pairs)

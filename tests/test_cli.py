@@ -80,6 +80,9 @@ def test_leaderboard_and_run_print_a_table_and_save_json_and_plot(tmp_path, monk
     board = Leaderboard.load(tmp_path / "board")
     assert (board.budget.steps, board.seeds(), board.strategies()) == (1, [0, 1], ["inbatch", "star"])
     assert (tmp_path / "board" / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
+    effects = (tmp_path / "board" / "effects.md").read_text()  # STAR vs in-batch is one paper effect
+    assert "STAR: static hard + random negatives beat in-batch only" in effects and "paper effects" in out
+    assert "DPR: one BM25" not in effects  # its BM25 row was not run
     args = ["run", "simans", "--smoke", "--seed", "3", "--batch-size", "2", "--out", str(tmp_path / "one")]
     assert main(args) == 0
     one = Leaderboard.load(tmp_path / "one")

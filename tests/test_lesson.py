@@ -9,8 +9,9 @@ import pytest
 
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import dense_run, evaluate_run, split_qrels
-from retrlab.lesson import Variants, direction, notice, verdict
+from retrlab.lesson import Variants, compare_pairs, direction, notice, verdict, versus
 from retrlab.negatives.uniform import RecordingSampler, uniform_from_pool
+from retrlab.pretraining.bench import ProtocolResult
 from retrlab.stats import Comparison, compare_runs
 from retrlab.train import History
 from tests.helpers import toy_pool
@@ -81,3 +82,32 @@ def test_variants_compare_is_the_paired_bootstrap_of_their_runs(toy_data):
     qrels = split_qrels(toy_data, "test")
     assert variants.compare("good", "bad") == compare_runs(good, bad, qrels, "MRR@10", a="good", b="bad")
     assert variants.results["good"]["MRR@10"] == 1.0 and variants.results["bad"]["MRR@10"] == 0.5
+def _result(runs: dict) -> ProtocolResult:
+    return ProtocolResult(runs=runs)
+
+
+QRELS = {"q1": {"p1": 1}, "q2": {"p2": 1}, "q3": {"p3": 1}}
+FIRST = {"q1": {"p1": 2.0, "x": 1.0}, "q2": {"p2": 2.0, "x": 1.0}, "q3": {"p3": 2.0, "x": 1.0}}  # every positive at rank 1
+SECOND = {"q1": {"p1": 1.0, "x": 2.0}, "q2": {"p2": 1.0, "x": 2.0}, "q3": {"p3": 1.0, "x": 2.0}}  # every one at rank 2
+
+
+def test_compare_pairs_bootstraps_each_pair_at_each_stage_both_ran():
+    results = {"a": _result({"zero": FIRST, "tuned": FIRST}), "b": _result({"zero": SECOND})}
+    verdicts = compare_pairs(results, QRELS, [("a", "b")], ["zero", "tuned"])
+    assert list(verdicts) == [("zero", "a", "b")]  # "tuned": b has no run, so no comparison
+    zero = verdicts["zero", "a", "b"]
+    assert (zero.a, zero.b, zero.measure) == ("a", "b", "MRR@10")
+    assert (zero.mean_a, zero.mean_b, zero.difference) == (1.0, 0.5, 0.5)  # RR 1 vs 1/2 on every query
+    assert zero == compare_runs(FIRST, SECOND, QRELS, a="a", b="b")
+
+
+def test_compare_pairs_names_a_missing_result():
+    with pytest.raises(KeyError, match=r"no result named \['c'\]"):
+        compare_pairs({"a": _result({})}, QRELS, [("a", "c")], ["zero"])
+
+
+def test_versus_words_each_pair_of_one_stage():
+    verdicts = {("zero", "a", "b"): BETTER, ("zero", "a", "c"): NOISE, ("tuned", "a", "b"): WORSE}
+    assert versus(verdicts, "zero", [("a", "b"), ("a", "c")]) == (
+        "a vs b better (Δ MRR@10 +0.031, significant); a vs c within noise (Δ MRR@10 +0.004)")
+    assert versus(verdicts, "tuned", [("a", "b")]) == "a vs b worse (Δ MRR@10 -0.020, significant)"

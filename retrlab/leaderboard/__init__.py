@@ -3,12 +3,14 @@
 Notebook 14 and ``retrlab run`` / ``retrlab leaderboard`` use it.
 
 * ``budget`` — ``LeaderboardBudget`` and the SMOKE / DEFAULT / FULL presets;
-* ``strategies`` — the registry ``ENTRIES`` and ``run_entry(name, data, budget, seed)``;
-* ``board`` — ``run_leaderboard``, the ``Leaderboard`` table, comparisons, plot and JSON.
+* ``entries`` — the registry ``ENTRIES`` and ``run_entry(name, data, budget, seed)``;
+* ``board`` — ``run_leaderboard``, the ``Leaderboard`` table, comparisons, plot and JSON;
+* ``effects`` — the paper-effects table: each paper's claimed gap against ours (``effects_table``).
 """
 from retrlab.leaderboard.board import Leaderboard, plot_leaderboard, run_leaderboard
 from retrlab.leaderboard.budget import DEFAULT, FULL, SMOKE, LeaderboardBudget, preset
+from retrlab.leaderboard.effects import EFFECTS, compute_effect, effects_markdown, effects_table, paper_effect
 from retrlab.leaderboard.entries import ENTRIES, Context, Result, get_entry, run_entry
 
-__all__ = ["DEFAULT", "FULL", "SMOKE", "ENTRIES", "Context", "Leaderboard", "LeaderboardBudget", "Result",
+__all__ = ["DEFAULT", "FULL", "SMOKE", "EFFECTS", "ENTRIES", "compute_effect", "effects_markdown", "effects_table", "paper_effect", "Context", "Leaderboard", "LeaderboardBudget", "Result",
            "get_entry", "plot_leaderboard", "preset", "run_leaderboard", "run_entry"]

@@ -91,6 +91,11 @@ class Leaderboard:
                           *map(fmt, references)])
 
     # --- comparisons ---------------------------------------------------------------------------
+    def seed_spread(self, a: str, b: str, measure: str = "MRR@10") -> float:
+        """The two rows' standard deviations over seeds, added (a single-seed or reference row adds 0)."""
+        return sum(float(np.std(self.scores(n, measure), ddof=1)) if len(self.rows(n)) > 1 else 0.0
+                   for n in (a, b))
+
     def compare(self, a: str, b: str, measure: str = "MRR@10") -> tuple[Comparison, bool, str]:
         """(bootstrap comparison, robust?, sentence) for strategy ``a`` against ``b`` (strategy or reference).
 
@@ -98,8 +103,7 @@ class Leaderboard:
         """
         comparison = paired_bootstrap(self.per_query(a, measure), self.per_query(b, measure),
                                       a=_title(a), b=_title(b), measure=measure)
-        spread = sum(float(np.std(self.scores(n, measure), ddof=1)) if len(self.rows(n)) > 1 else 0.0
-                     for n in (a, b))
+        spread = self.seed_spread(a, b, measure)
         robust = comparison.significant and abs(comparison.difference) > spread
         text = comparison.verdict()
         if comparison.significant and not robust:

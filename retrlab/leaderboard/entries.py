@@ -245,6 +245,11 @@ def run_ar2(ctx: Context, seed: int) -> Trained:
                    extra={"ranker_steps": iterations * config.ranker_steps})
 
 
+def run_topk(ctx: Context, seed: int) -> Trained:
+    """SimANS' baseline: one negative drawn uniformly from the warm-up pool's top-``ROCKETQA_DEPTH``."""
+    return train_from_warmup(ctx, seed, uniform_from_pool(ctx.warmup_pool, n=1, depth=ROCKETQA_DEPTH))
+
+
 def run_simans(ctx: Context, seed: int) -> Trained:
     """SimANS: one negative sampled near the positive's score from the warm-up pool (NQ kernel)."""
     tau = ctx.budget.tau  # notebook 07: the NQ script's a=0.5, b=1 moved from dot products to cosines/τ
@@ -273,6 +278,7 @@ ENTRIES: dict[str, Entry] = {s.name: s for s in [
     Entry("rocketqa-denoised", "RocketQA denoised", "Qu et al. 2021", "warm-up", run_rocketqa_denoised,
              0.364),
     Entry("ar2", "AR2", "Zhang et al. 2022", "warm-up", run_ar2, 0.395),
+    Entry("topk", "top-k hard negative", "Zhou et al. 2022", "warm-up", run_topk, None),
     Entry("simans", "SimANS", "Zhou et al. 2022", "warm-up", run_simans, 0.409),
 ]}
 
