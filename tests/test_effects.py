@@ -37,6 +37,7 @@ def test_a_robust_gap_with_the_papers_sign_is_reproduced_and_exact():
     assert row.gap == pytest.approx(0.5) and (row.low, row.high) == pytest.approx((0.5, 0.5))
     assert row.spread == 0.0 and row.robust and row.verdict == "reproduced"
     assert row.because == "robust gap +0.500; hidden positives among the negatives: star 25%"
+    assert (row.compared, row.seeds) == ("star vs inbatch", 2)
 
 
 def test_a_robust_gap_the_other_way_is_opposite():
@@ -68,8 +69,11 @@ def test_compute_effect_on_single_runs_as_a_notebook_calls_it():
     # one seed each: q0..q3 at rank 1 for STAR, rank 1, 1, 2, 2 for in-batch -> gap (0 + 0 + .5 + .5) / 4
     star = result("star", 0, 1).run
     inbatch = {q: result("inbatch", 0, 1 if q in ("q0", "q1") else 2).run[q] for q in QIDS}
-    row = compute_effect(paper_effect("star"), [star], [inbatch], QRELS, fn_method=0.1)
+    row = compute_effect(paper_effect("star"), [star], [inbatch], QRELS, fn_method=0.1,
+                         labels=("STAR top-200", "in-batch only"))
     assert row.gap == pytest.approx(0.25) and row.spread == 0.0 and row.low >= 0.0
+    assert (row.compared, row.seeds) == ("STAR top-200 vs in-batch only", 1)
+    assert "| STAR top-200 vs in-batch only | +0.250 |" in effects_markdown([row])
     assert row.effect.notebook == "02" and row.half_width == pytest.approx((row.high - row.low) / 2)
     with pytest.raises(ValueError, match="no paper effect for 'dpr'; effects exist for: bm25, star"):
         paper_effect("dpr")

@@ -56,6 +56,8 @@ EFFECTS: tuple[PaperEffect, ...] = (
 @dataclass(frozen=True)
 class EffectRow:
     effect: PaperEffect
+    compared: str  # "method vs baseline", as run
+    seeds: int  # runs per system
     gap: float  # ours: method - baseline, test MRR@10 averaged over seeds
     low: float  # paired-bootstrap 95% interval of the gap
     high: float
@@ -88,7 +90,7 @@ def _average(per_seed: list[dict[str, float]]) -> dict[str, float]:
     return {q: float(np.mean([scores[q] for scores in per_seed])) for q in per_seed[0]}
 
 
-def _reason(effect: PaperEffect, gap: float, low: float, high: float, spread: float, robust: bool,
+def _reason(gap: float, low: float, high: float, spread: float, robust: bool,
             fn_rates: dict[str, float | None]) -> str:
     if not robust:
         return f"within noise at this budget (CI [{low:+.3f}, {high:+.3f}], seed spread ±{spread:.3f})"
@@ -98,8 +100,11 @@ def _reason(effect: PaperEffect, gap: float, low: float, high: float, spread: fl
 
 def compute_effect(effect: PaperEffect, method_runs: list[dict], baseline_runs: list[dict], qrels: dict, *,
                    fn_method: float | None = None, fn_baseline: float | None = None,
-                   measure: str = "MRR@10") -> EffectRow:
+                   labels: tuple[str, str] | None = None, measure: str = "MRR@10") -> EffectRow:
     """One effect from the two systems' runs, one run per seed (``{qid: {pid: score}}``), graded on ``qrels``.
+
+    ``labels`` names the two systems actually compared when they are a notebook's own variants
+    (default: the effect's leaderboard rows).
 
     The gap and its interval use the per-query scores averaged over seeds (paired bootstrap over
     queries); the spread adds the two systems' standard deviations over seeds. ``fn_*`` are the
@@ -109,14 +114,15 @@ def compute_effect(effect: PaperEffect, method_runs: list[dict], baseline_runs: 
         raise ValueError(f"{effect.name}: need at least one run of each system")
     per_method = [per_query(run, qrels, measure) for run in method_runs]
     per_baseline = [per_query(run, qrels, measure) for run in baseline_runs]
-    comparison = paired_bootstrap(_average(per_method), _average(per_baseline), a=effect.method,
-                                  b=effect.baseline, measure=measure)
+    a, b = labels or (effect.method, effect.baseline)
+    comparison = paired_bootstrap(_average(per_method), _average(per_baseline), a=a, b=b, measure=measure)
     gap, spread = comparison.difference, _seed_std(per_method) + _seed_std(per_baseline)
     robust = comparison.significant and abs(gap) > spread
     verdict = "not reproduced" if not robust else ("reproduced" if gap * effect.paper_gap > 0 else "opposite")
-    reason = _reason(effect, gap, comparison.low, comparison.high, spread, robust,
-                     {effect.method: fn_method, effect.baseline: fn_baseline})
-    return EffectRow(effect, gap, comparison.low, comparison.high, spread, robust, verdict, reason)
+    reason = _reason(gap, comparison.low, comparison.high, spread, robust, {a: fn_method, b: fn_baseline})
+    seeds = min(len(method_runs), len(baseline_runs))
+    return EffectRow(effect, f"{a} vs {b}", seeds, gap, comparison.low, comparison.high, spread, robust, verdict,
+                     reason)
 
 
 def _fn_rate(board: Leaderboard, name: str) -> float | None:
@@ -142,10 +148,10 @@ def effects_table(board: Leaderboard, effects: tuple[PaperEffect, ...] = EFFECTS
 
 def effects_markdown(rows: list[EffectRow]) -> str:
     """The table as markdown: effect, paper gap, our gap with CI and seed spread, verdict and reason."""
-    lines = ["| effect | notebook | paper | ours (test MRR@10) | 95% CI | seed spread | verdict |",
-             "| --- | --- | --- | ---: | --- | ---: | --- |"]
+    lines = ["| effect | notebook | paper | compared here | ours (test MRR@10) | 95% CI | seeds, spread | verdict |",
+             "| --- | --- | --- | --- | ---: | --- | --- | --- |"]
     for r in rows:
         e = r.effect
-        lines.append(f"| {e.name} | {e.notebook} | {e.paper_gap:+g} ({e.source}) | {r.gap:+.3f} | "
-                     f"[{r.low:+.3f}, {r.high:+.3f}] | ±{r.spread:.3f} | {r.verdict}: {r.because} |")
+        lines.append(f"| {e.name} | {e.notebook} | {e.paper_gap:+g} ({e.source}) | {r.compared} | {r.gap:+.3f} | "
+                     f"[{r.low:+.3f}, {r.high:+.3f}] | {r.seeds}, ±{r.spread:.3f} | {r.verdict}: {r.because} |")
     return "\n".join(lines)
