@@ -15,8 +15,13 @@ calls load it from ``$RETRLAB_HOME`` in seconds.
   a new head trained on warm-up-pool negatives (``retrlab.rerank.train_cross_encoder``); its folder
   also holds its dev re-ranking report (``cross_encoder_report``).
 
-The pretraining bench's checkpoints are cached by ``retrlab.pretraining.bench.cached_pretraining``
-with the same ``cached_dir`` (one folder per method, budget, seed and vocabulary).
+* ``cached_pretraining(method, build, steps, seed, tokenizer, model)`` — a pretraining checkpoint
+  (``Checkpoint``: the MLM model, its history, extra tensors such as a head or a decoder), one folder
+  per method, budget, seed, model and vocabulary: the from-scratch bench's tiny BERTs
+  (``retrlab.pretraining.bench``) and the continued-pretraining MiniLMs
+  (``retrlab.pretraining.continued``) alike.
+* ``cached_result(name, build)`` — a JSON result (a protocol's metrics and runs), so a comparison
+  notebook reloads a study instead of re-running it.
 
 Each cache key holds the data's fingerprint, the budget and the seed, so a smoke run (smaller
 budget) or another dataset never reads a model built for something else.
@@ -25,11 +30,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
+import torch
+from transformers import BertForMaskedLM
 
 from retrlab.cache import atomic_write_json, cached_dir, home, intact, load_json, seal
 from retrlab.constants import BM25_DEPTH
@@ -37,7 +47,7 @@ from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder, CrossEncoder
 from retrlab.pool import CandidatePool, bm25_pool, dense_pool
 from retrlab.rerank import CrossEncoderBudget, rerank_report, train_cross_encoder
-from retrlab.train import TrainConfig, train
+from retrlab.train import CheckpointError, History, TrainConfig, train
 
 
 @dataclass(frozen=True)
@@ -213,3 +223,68 @@ def cross_encoder_report(data: RetrievalData, *, smoke: bool,
                          budget: CrossEncoderBudget | None = None, warmup=None) -> dict:
     """The dev re-ranking report written when the cached cross-encoder was built."""
     return load_json(cross_encoder_folder(data, smoke=smoke, budget=budget, warmup=warmup) / "report.json")
+
+
+# --- pretraining checkpoints and study results ----------------------------------------------------
+PRETRAINING_VERSION = "v1"  # bump when a pretraining objective changes, so old checkpoints are not reused
+
+
+class ModelKey(Protocol):
+    """What names a pretraining model in a cache key (``TinyConfig``, ``ContinuedBudget``)."""
+    def key(self) -> str: ...
+
+
+@dataclass
+class Checkpoint:
+    """A pretrained model: the MLM object (``.bert`` = encoder), its history, extra tensors
+    (e.g. PROP's re-ranking head as ``{"head.weight": ..., "head.bias": ...}``)."""
+    mlm: BertForMaskedLM
+    history: History
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def checkpoint_name(method: str, steps: int, seed: int, tokenizer, model: ModelKey, smoke: bool = False) -> str:
+    """Cache key: method, budget, seed, model config and vocabulary (smoke runs apart)."""
+    vocab = hashlib.sha1(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:8]
+    return (f"pretraining/{PRETRAINING_VERSION}-{method}-steps{steps}-seed{seed}-{model.key()}-{vocab}"
+            + ("-smoke" if smoke else ""))
+
+
+def cached_pretraining(method: str, build: Callable[[], Checkpoint], steps: int, seed: int,
+                       tokenizer, model: ModelKey, smoke: bool = False,
+                       attention: str = "eager") -> Checkpoint:
+    """Load the checkpoint of ``method`` at ``steps`` and ``seed``, or ``build()`` and save it first.
+
+    The folder (under ``$RETRLAB_HOME/pretraining/``, written atomically, manifest checked on every
+    load: a damaged one is rebuilt) holds ``mlm/`` (HF format), ``tokenizer/``, ``history.json`` and
+    ``state.pt``. ``build`` must honour the key: train ``steps`` steps with ``seed`` (the cache cannot
+    check what it was given). ``attention``: the loaded model's attention implementation ("eager":
+    B-PROP reads attention maps; "sdpa" is faster).
+    """
+    def write(tmp: Path) -> None:
+        checkpoint = build()
+        checkpoint.mlm.save_pretrained(tmp / "mlm")
+        tokenizer.save_pretrained(tmp / "tokenizer")
+        atomic_write_json(tmp / "history.json", checkpoint.history.rows)
+        torch.save(checkpoint.state, tmp / "state.pt")
+
+    folder = cached_dir(checkpoint_name(method, steps, seed, tokenizer, model, smoke), write)
+    mlm = BertForMaskedLM.from_pretrained(folder / "mlm", attn_implementation=attention)
+    mlm.eval()
+    return Checkpoint(mlm, History(load_json(folder / "history.json")), load_tensors(folder / "state.pt"))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A ``state.pt`` of tensors, loaded weights-only: a file holding a pickled object is refused, unrun."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(f"{path} holds more than tensors, so it was not loaded (delete its folder to "
+                              f"rebuild the checkpoint): {str(error).splitlines()[0]}") from None
+
+
+def cached_result(name: str, build: Callable[[], Any]) -> Any:
+    """The JSON value ``build()`` returns, computed once and cached as ``results/<name>/result.json``
+    (manifest-checked like every entry: a damaged one is recomputed)."""
+    folder = cached_dir(f"results/{name}", lambda tmp: atomic_write_json(tmp / "result.json", build()))
+    return load_json(folder / "result.json")

@@ -4,9 +4,12 @@
     retrlab eval --model bm25    # test metrics of BM25
     retrlab eval --model minilm  # ... of zero-shot all-MiniLM-L6-v2 (or a saved model folder)
     retrlab notebooks [--default] [--only 00 01]   # run notebooks headless into HTML, with wall times
+    retrlab site [--default] [--out site]          # the rendered site: every notebook executed (cached)
+    retrlab present simans       # a classroom dashboard (Voila, widgets only) on 127.0.0.1
     retrlab run star --seed 1    # fine-tune one strategy on the leaderboard budget, save JSON + plot
     retrlab leaderboard          # every strategy x seeds 0 1 (about 5 minutes on 2 cores), a table
     retrlab leaderboard --full --seeds 0 1 2    # all of wiki-car, 60 steps of batch 16 (~30-40 min)
+    retrlab pretraining-study --protocol continued --seeds 0 1 2   # notebook 13's cached study
 """
 from __future__ import annotations
 
@@ -85,6 +88,34 @@ def cmd_notebooks(args) -> int:
     return 0
 
 
+def cmd_site(args) -> int:
+    from nbclient.exceptions import CellExecutionError
+
+    from retrlab.notebooks import NOTEBOOK_DIR
+    from retrlab.site import build_site, html_manager_dir
+
+    if args.fetch_assets:
+        print(f"widgets HTML manager: {html_manager_dir()}")
+        return 0
+    started = time.perf_counter()
+    try:
+        pages = build_site(args.out, smoke=not args.default, only=args.only, folder=args.dir or NOTEBOOK_DIR,
+                           timeout=args.timeout, rerun=args.rerun)
+    except CellExecutionError as err:
+        print(f"retrlab: error: a notebook failed, the site is not complete:\n{err}", file=sys.stderr)
+        return 1
+    executed = sum(not p.reused for p in pages)
+    print(f"site: {args.out}/index.html, {len(pages)} pages ({executed} executed, {len(pages) - executed} "
+          f"from the cache) in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def cmd_present(args) -> int:
+    from retrlab.present import present
+
+    return present(args.view, port=args.port, smoke=args.smoke)
+
+
 def _leaderboard(args, names: list[str], seeds: list[int]) -> int:
     """Shared by ``run`` and ``leaderboard``: budget from the flags, run, print, save."""
     import dataclasses
@@ -127,6 +158,35 @@ def cmd_leaderboard(args) -> int:
     return _leaderboard(args, args.strategies or list(ENTRIES), args.seeds)
 
 
+def cmd_pretraining_study(args) -> int:
+    """Build (or load) every checkpoint and protocol row of one pretraining protocol, then print the
+    table and the papers' effects: notebook 13 reloads what this caches."""
+    from tqdm.auto import tqdm
+
+    from retrlab.data import load_wikicar
+    from retrlab.pretraining.comparison import effects, effects_markdown, run_study, study_table, table_markdown
+
+    data = load_wikicar(seed=args.data_seed)
+    started = time.perf_counter()
+    with tqdm(desc=f"{args.protocol} rows", unit="row") as bar:
+        def progress(done: int, total: int, row: str, seed: int) -> None:
+            bar.total = total
+            bar.set_postfix_str(f"seed {seed}: {row}")
+            bar.update(1)
+
+        study = run_study(args.protocol, data, tuple(args.seeds), smoke=args.smoke, progress=progress)
+    print(f"\n{args.protocol} protocol, seeds {args.seeds}, budget {study.budget}:")
+    print(study_table(study))
+    for stage in study.stages:
+        for e in effects(study, stage):
+            print(f"[{stage}] {e.label}: {e.verdict}, Δ {e.gap:+.3f} [{e.low:+.3f}, {e.high:+.3f}]; per-seed gaps "
+                  + ", ".join(f"{g:+.3f}" for g in e.per_seed))
+    if args.markdown:
+        print("\n" + table_markdown(study) + "\n\n" + effects_markdown(study))
+    print(f"wall time {time.perf_counter() - started:.0f} s (rows already cached load in about a second)")
+    return 0
+
+
 def _budget_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="training steps per strategy (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="queries per step")
@@ -163,6 +223,23 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--out", default="runs/notebooks", help="where the HTML and the timing table go")
     nb.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     nb.set_defaults(fn=cmd_notebooks)
+    site = sub.add_parser("site", help="build the rendered site: every notebook executed (cached), an index")
+    mode = site.add_mutually_exclusive_group()
+    mode.add_argument("--default", action="store_true", help="default mode (the real site) instead of smoke mode")
+    mode.add_argument("--smoke", action="store_true", help="smoke mode (the default; what CI builds)")
+    site.add_argument("--only", nargs="*", metavar="PREFIX", help="e.g. --only 00 07")
+    site.add_argument("--dir", default=None, help="the notebooks folder (default: the checkout's notebooks/)")
+    site.add_argument("--out", default="site", help="the site's folder (default: site/)")
+    site.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    site.add_argument("--rerun", action="store_true", help="execute every notebook even if cached")
+    site.add_argument("--fetch-assets", action="store_true",
+                      help="only fetch the widgets HTML manager into the cache (the one download)")
+    site.set_defaults(fn=cmd_site)
+    present = sub.add_parser("present", help="a classroom dashboard with Voila on 127.0.0.1 (widgets, no code)")
+    present.add_argument("view", help="simans")
+    present.add_argument("--port", type=int, default=None, help="default: a free port")
+    present.add_argument("--smoke", action="store_true", help="the smoke-mode pool (smaller, faster to build)")
+    present.set_defaults(fn=cmd_present)
     run = sub.add_parser("run", help="fine-tune one strategy on the leaderboard budget and test it")
     run.add_argument("strategy",
                      help="inbatch, bm25, star, ance, adore, rocketqa-hard, rocketqa-denoised, ar2, simans")
@@ -174,10 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard",
                            help="every strategy x several seeds on one budget: table, JSON, plot")
     board.add_argument("--strategies", nargs="+", metavar="NAME", help="a subset (default: all)")
-    board.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="training seeds")
+    board.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds (default 0 1 2)")
     board.add_argument("--out", default="runs/leaderboard", help="where results.json and leaderboard.png go")
     _budget_flags(board)
     board.set_defaults(fn=cmd_leaderboard)
+    study = sub.add_parser("pretraining-study",
+                           help="build every pretraining checkpoint and protocol row of notebook 13 (cached)")
+    study.add_argument("--protocol", choices=["scratch", "continued"], default="continued")
+    study.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="pretraining and fine-tuning seeds")
+    study.add_argument("--smoke", action="store_true", help="tiny budgets: proves the code works in seconds")
+    study.add_argument("--data-seed", type=int, default=0, help="wiki-car label/split seed")
+    study.add_argument("--markdown", action="store_true", help="also print docs/RESULTS.md's tables")
+    study.set_defaults(fn=cmd_pretraining_study)
     return parser
 
 

@@ -1,4 +1,8 @@
-"""Every notebook runs top to bottom in smoke mode (RETRLAB_SMOKE=1) within its time budget."""
+"""Every notebook runs top to bottom in smoke mode (RETRLAB_SMOKE=1) within its time budget.
+
+A clean run is stored in the execution cache (``retrlab.notebooks.store_executed``), which the site
+test (tests/test_site.py) then renders instead of executing every notebook a second time.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +10,7 @@ from pathlib import Path
 import pytest
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from retrlab.notebooks import execute_notebook, find_notebooks
+from retrlab.notebooks import execute_notebook, find_notebooks, store_executed
 
 NOTEBOOKS = find_notebooks()
 SMOKE_BUDGET_S = 60
@@ -35,5 +39,6 @@ def test_notebook_runs_in_smoke_mode(path: Path) -> None:
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    store_executed(path, nb, seconds, smoke=True)
     print(f"{path.name}: {seconds:.1f} s")
     assert seconds <= SMOKE_BUDGET_S * SLACK, f"{path.name} took {seconds:.0f} s in smoke mode"

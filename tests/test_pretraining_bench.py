@@ -6,9 +6,10 @@ import random
 import pytest
 import torch
 
-from retrlab.pretraining.bench import (Checkpoint, TinyCrossEncoder, PretrainConfig, ProtocolConfig,
-                                       TinyConfig, as_biencoder, bench_tokenizer, cached_pretraining,
-                                       checkpoint_name, corpus_texts, low_label_data, new_mlm, pretrain,
+from retrlab.artifacts import Checkpoint, cached_pretraining, checkpoint_name
+from retrlab.pretraining.bench import (TinyCrossEncoder, PretrainConfig, ProtocolConfig,
+                                       TinyConfig, as_biencoder, bench_tokenizer,
+                                       corpus_texts, low_label_data, new_mlm, pretrain,
                                        protocol_table, reranker_loss, run_protocol,
                                        run_reranker_protocol, train_wordpiece)
 from retrlab.data.wikicar import read_pages
@@ -162,7 +163,7 @@ class Payload:
 
 
 def test_a_cached_state_with_a_pickled_payload_is_refused_unexecuted(tmp_path):
-    from retrlab.pretraining.bench import load_tensors
+    from retrlab.artifacts import load_tensors
     from retrlab.train import CheckpointError
 
     marker = tmp_path / "pwned"

@@ -15,7 +15,7 @@ their numbers sit in one table:
 * **pretraining loop** — ``pretrain``: a *pair task* gives (queries, passages) text pairs per step,
   trained with in-batch InfoNCE (DPR/ORQA's in-batch softmax), plus an optional MLM term; any other
   method passes its own ``loss_fn``. Checkpoints are cached by method + steps + seed
-  (``cached_pretraining``), so comparison notebooks reuse them.
+  (``retrlab.artifacts.cached_pretraining``, verified on load), so comparison notebooks reuse them.
 * **protocol** — ``run_protocol``: (1) zero-shot retrieval on wiki-car test right after
   pretraining; (2) the same short fine-tuning (``retrlab.train.train``, in-batch negatives, a fixed
   step budget) on all training queries and (3) on a seeded 10% of them, each followed by test
@@ -43,7 +43,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import pickle
 import random
 import time
 from collections.abc import Callable
@@ -56,17 +55,17 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import (BertConfig, BertForMaskedLM, BertModel, DataCollatorForLanguageModeling,
                           PreTrainedTokenizerFast)
 
-from retrlab.cache import atomic_write_json, cached_dir, load_json
+from retrlab.artifacts import Checkpoint, cached_pretraining
+from retrlab.cache import cached_dir
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import bm25_run, dense_run, evaluate_run
 from retrlab.losses import info_nce_loss
 from retrlab.negatives.uniform import uniform_from_pool
 from retrlab.pool import CandidatePool, bm25_pool
-from retrlab.train import Batch, CheckpointError, History, Hook, Learner, Stage, TrainConfig, run, train
+from retrlab.train import Batch, History, Hook, Learner, Stage, TrainConfig, run, train
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-BENCH_VERSION = "v1"  # bump when the bench changes, so old checkpoints are not reused
 
 # (queries, passages) for one step: a pair task draws ``batch_size`` pairs with ``rng``
 PairTask = Callable[[random.Random, int], tuple[list[str], list[str]]]
@@ -191,7 +190,10 @@ def mlm_loss(mlm: BertForMaskedLM, tokenizer, texts: list[str], max_length: int,
     encoded = tokenizer(texts, truncation=True, max_length=max_length)
     batch = collator([{"input_ids": ids} for ids in encoded["input_ids"]])
     batch = {k: v.to(mlm.device) for k, v in batch.items()}
-    return mlm(**batch).loss
+    labels = batch.pop("labels")
+    keep = labels != -100  # the head runs on the masked positions only (the projection to the vocabulary
+    hidden = mlm.bert(**batch).last_hidden_state  # is the expensive part); the same mean as ``mlm(...).loss``
+    return F.cross_entropy(mlm.cls(hidden[keep]), labels[keep])
 
 
 def contrastive_pair_loss(mlm: BertForMaskedLM, tokenizer, queries: list[str], passages: list[str],
@@ -261,15 +263,6 @@ def pretrain(mlm: BertForMaskedLM, tokenizer, texts: list[str], config: Pretrain
                checkpoint_every=checkpoint_every, progress=progress, desc="pretrain")
 
 
-@dataclass
-class Checkpoint:
-    """A pretrained model: the MLM object (``.bert`` = encoder), its history, extra tensors
-    (e.g. PROP's re-ranking head as ``{"head.weight": ..., "head.bias": ...}``)."""
-    mlm: BertForMaskedLM
-    history: History
-    state: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
 def saved_module_state(checkpoint: Checkpoint, prefix: str, method: str) -> dict[str, torch.Tensor]:
     """The tensors a method saved in ``checkpoint.state`` under ``prefix`` (e.g. ``"decoder."``),
     with the prefix removed: ready for ``module.load_state_dict``."""
@@ -283,44 +276,6 @@ def restore_module(module: torch.nn.Module, checkpoint: Checkpoint, prefix: str,
     """``module`` loaded with what ``checkpoint`` saved under ``prefix`` (e.g. a decoder), in eval mode."""
     module.load_state_dict(saved_module_state(checkpoint, prefix, method))
     return module.eval()
-
-
-def checkpoint_name(method: str, steps: int, seed: int, tokenizer, tiny: TinyConfig = TinyConfig(),
-                    smoke: bool = False) -> str:
-    """Cache key: method, budget, seed, model config and vocabulary (smoke runs apart)."""
-    vocab = hashlib.sha1(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:8]
-    return (f"pretraining/{BENCH_VERSION}-{method}-steps{steps}-seed{seed}-{tiny.key()}-{vocab}"
-            + ("-smoke" if smoke else ""))
-
-
-def cached_pretraining(method: str, build: Callable[[], Checkpoint], steps: int, seed: int,
-                       tokenizer, tiny: TinyConfig = TinyConfig(), smoke: bool = False) -> Checkpoint:
-    """Load the checkpoint of ``method`` at ``steps`` and ``seed``, or ``build()`` and save it first.
-
-    The folder (under ``$RETRLAB_HOME/pretraining/``, written atomically) holds ``mlm/`` (HF
-    format), ``tokenizer/``, ``history.json`` and ``state.pt``. ``build`` must honour the key:
-    train ``steps`` steps with ``seed`` (the cache cannot check what it was given).
-    """
-    def write(tmp: Path) -> None:
-        checkpoint = build()
-        checkpoint.mlm.save_pretrained(tmp / "mlm")
-        tokenizer.save_pretrained(tmp / "tokenizer")
-        atomic_write_json(tmp / "history.json", checkpoint.history.rows)
-        torch.save(checkpoint.state, tmp / "state.pt")
-
-    folder = cached_dir(checkpoint_name(method, steps, seed, tokenizer, tiny, smoke), write)
-    mlm = BertForMaskedLM.from_pretrained(folder / "mlm", attn_implementation="eager")
-    mlm.eval()
-    return Checkpoint(mlm, History(load_json(folder / "history.json")), load_tensors(folder / "state.pt"))
-
-
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """A ``state.pt`` of tensors, loaded weights-only: a file holding a pickled object is refused, unrun."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(f"{path} holds more than tensors, so it was not loaded (delete its folder to "
-                              f"rebuild the checkpoint): {str(error).splitlines()[0]}") from None
 
 
 def pretrain_cached(method: str, tokenizer, texts: list[str], config: PretrainConfig,

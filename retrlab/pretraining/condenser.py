@@ -51,8 +51,8 @@ from transformers import BertConfig, BertForMaskedLM, DataCollatorForLanguageMod
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import BertLayer
 
-from retrlab.pretraining.bench import (Checkpoint, PretrainConfig, TinyConfig, cached_pretraining, new_mlm,
-                                       pretrain)
+from retrlab.artifacts import Checkpoint, cached_pretraining
+from retrlab.pretraining.bench import PretrainConfig, TinyConfig, new_mlm, pretrain
 from retrlab.pretraining.grad_cache import Chunk, grad_cache_step, split_batch
 
 CONDENSER_TINY = TinyConfig(pooling="cls")  # the bench model, read through its last-layer CLS
@@ -105,9 +105,10 @@ def head_input(hidden_states: tuple[torch.Tensor, ...], skip_from: int) -> torch
 
 
 def masked_lm_sum(mlm: BertForMaskedLM, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed cross-entropy of the shared MLM head (``mlm.cls``) at the labelled positions."""
-    logits = mlm.cls(hidden)  # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+    """Summed cross-entropy of the shared MLM head (``mlm.cls``) at the labelled positions. The head
+    runs on those positions only: the vocabulary projection is the expensive part (MiniLM: 30k words)."""
+    keep = labels != -100  # (B, T)
+    return F.cross_entropy(mlm.cls(hidden[keep]), labels[keep], reduction="sum")
 
 
 @dataclass
@@ -251,10 +252,11 @@ def cocondenser_step(mlm: BertForMaskedLM, head: CondenserHead, batch: Chunk,
 # --- pretraining and cached builders ------------------------------------------------------------
 def pretrain_condenser(tokenizer, texts: list[str], config: PretrainConfig,
                        condenser: CondenserConfig = CondenserConfig(), tiny: TinyConfig = CONDENSER_TINY,
-                       progress: bool = True) -> Checkpoint:
-    """Condenser from scratch: each step ``config.batch_size`` random passages (cut at
-    ``tiny.passage_max_length``), masked once, head MLM + late MLM. ``state`` holds the head."""
-    mlm = new_mlm(tokenizer, tiny, config.seed)
+                       progress: bool = True, start: BertForMaskedLM | None = None) -> Checkpoint:
+    """Condenser from scratch (or continuing ``start``, trained in place): each step
+    ``config.batch_size`` random passages (cut at ``tiny.passage_max_length``), masked once, head MLM +
+    late MLM. ``state`` holds the head."""
+    mlm = new_mlm(tokenizer, tiny, config.seed) if start is None else start
     head = new_head(mlm, condenser.head_layers, config.seed)
     max_tokens = tiny.passage_max_length - 2
 

@@ -52,8 +52,8 @@ from transformers import BertForMaskedLM, BertModel
 
 from retrlab.encoders import pool
 from retrlab.losses import info_nce_loss, listwise_loss
-from retrlab.pretraining.bench import (Checkpoint, PretrainConfig, TinyConfig, as_biencoder,
-                                       cached_pretraining, new_mlm, pretrain)
+from retrlab.artifacts import Checkpoint, cached_pretraining
+from retrlab.pretraining.bench import PretrainConfig, TinyConfig, as_biencoder, new_mlm, pretrain
 from retrlab.train import History
 from retrlab.utils import default_device
 
@@ -273,14 +273,14 @@ class ContrieverLoss:
 
 def pretrain_contriever(tokenizer, texts: list[str], mode: str, pretrain_config: PretrainConfig,
                         config: ContrieverConfig = ContrieverConfig(), tiny: TinyConfig = TinyConfig(),
-                        progress: bool = True) -> Checkpoint:
-    """A fresh tiny BERT trained with Contriever's loss (``mode`` "inbatch" or "moco"); the history
+                        progress: bool = True, start: BertForMaskedLM | None = None) -> Checkpoint:
+    """A fresh tiny BERT (or ``start``, trained in place) trained with Contriever's loss (``mode`` "inbatch" or "moco"); the history
     gets ``probe_std`` every ``config.probe_every`` steps and after the last one. A MoCo checkpoint's
     ``state`` holds the final queue and pointer; the encoder kept is the query encoder (``moco.py``'s
     ``get_encoder``)."""
     if pretrain_config.mlm_weight:
         raise ValueError("Contriever trains no MLM term: set mlm_weight=0")
-    mlm = new_mlm(tokenizer, tiny, pretrain_config.seed).to(default_device())  # key encoder, queue follow
+    mlm = (new_mlm(tokenizer, tiny, pretrain_config.seed) if start is None else start).to(default_device())  # key encoder, queue follow
     loss_fn = ContrieverLoss(mlm, tokenizer, texts, mode, pretrain_config, config, tiny)
     history = pretrain(mlm, tokenizer, texts, pretrain_config, loss_fn=loss_fn, tiny=tiny, progress=progress)
     final = History([{"step": pretrain_config.steps + 1,

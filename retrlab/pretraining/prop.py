@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from bm25s.stopwords import STOPWORDS_EN
 from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
-from retrlab.pretraining.bench import (Checkpoint, PretrainConfig, TinyConfig, TinyCrossEncoder, new_mlm,
-                                       pretrain)
+from retrlab.artifacts import Checkpoint
+from retrlab.pretraining.bench import PretrainConfig, TinyConfig, TinyCrossEncoder, new_mlm, pretrain
 
 WORD = re.compile(r"[a-z]+")
 STOPWORDS = frozenset(STOPWORDS_EN)

@@ -37,8 +37,8 @@ from torch import nn
 from transformers import BertConfig, BertForMaskedLM
 from transformers.models.bert.modeling_bert import BertIntermediate, BertOutput, BertSelfOutput
 
-from retrlab.pretraining.bench import (Checkpoint, PretrainConfig, TinyConfig, new_mlm,
-                                       pretrain, restore_module)
+from retrlab.artifacts import Checkpoint
+from retrlab.pretraining.bench import PretrainConfig, TinyConfig, new_mlm, pretrain, restore_module
 from retrlab.pretraining.seed import TINY_CLS, cached_encoder_decoder, lm_head_loss
 
 ENCODER_MASK = 0.3  # encoder_mlm_probability
@@ -251,10 +251,13 @@ def new_decoder(mlm: BertForMaskedLM, config: RetroMAEConfig) -> RetroMAEDecoder
 
 def pretrain_retromae(tokenizer, texts: list[str], pretrain_config: PretrainConfig,
                       config: RetroMAEConfig = RetroMAEConfig(), tiny: TinyConfig = TINY_CLS,
-                      progress: bool = True) -> Checkpoint:
-    """A fresh tiny BERT + RetroMAE decoder trained ``pretrain_config.steps`` steps on random
-    ``texts``; the checkpoint's ``state`` holds the decoder (``decoder_from`` rebuilds it)."""
-    mlm = new_mlm(tokenizer, tiny, pretrain_config.seed)
+                      progress: bool = True, start: BertForMaskedLM | None = None) -> Checkpoint:
+    """A fresh tiny BERT (or ``start``, trained in place) + RetroMAE decoder trained
+    ``pretrain_config.steps`` steps on random ``texts``; the checkpoint's ``state`` holds the decoder
+    (``decoder_from`` rebuilds it)."""
+    if start is not None:
+        torch.manual_seed(pretrain_config.seed)  # the decoder's initialisation, as after new_mlm
+    mlm = new_mlm(tokenizer, tiny, pretrain_config.seed) if start is None else start
     decoder = new_decoder(mlm, config)  # right after new_mlm's manual_seed: seeded too
 
     def loss_fn(model: BertForMaskedLM, rng: random.Random):

@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
-from retrlab.pretraining.bench import (Checkpoint, PretrainConfig, TinyConfig, cached_pretraining, new_mlm,
-                                       pretrain, restore_module)
+from retrlab.artifacts import Checkpoint, cached_pretraining
+from retrlab.pretraining.bench import PretrainConfig, TinyConfig, new_mlm, pretrain, restore_module
 
 TINY_CLS = TinyConfig(pooling="cls")  # these methods train [CLS]: retrieval reads it
 # The cached builders' default budget per step (SEED and RetroMAE): half the bench's batch at twice
