@@ -35,7 +35,7 @@ import pytest
 from retrlab.notebooks import find_notebooks
 
 NOTEBOOKS = find_notebooks()
-PENDING = {"13_pretraining_comparison"}  # prose still being fixed (issue 15): a strict xfail until clean
+PENDING: set[str] = set()  # notebooks whose prose is still being fixed: a strict xfail until clean
 
 UNSCANNED = re.compile(r"```.*?```|\$\$.*?\$\$|\$[^$\n]+\$|`[^`\n]+`|<!--.*?-->", re.DOTALL)
 QUOTED = re.compile(r"\bet al\.|\bpapers?\b|\bpaper's\b|<!-- quoted -->", re.IGNORECASE)
@@ -118,3 +118,33 @@ def test_markdown_states_no_measured_number(path: Path) -> None:
     claims = notebook_claims(path)
     assert not claims, (f"{path.name} states numbers a run measures; print them from a code cell, or name "
                         "the paper in the sentence (see this file's docstring):\n" + "\n".join(claims))
+
+
+NOTICE_MAX_LINES = 20  # a "What to notice" cell reads as prose plus numbers; computing belongs above it
+
+
+def notice_cells(nb: nbformat.NotebookNode) -> list[str]:
+    """The code cells right after a '## What to notice' heading, up to the next markdown cell."""
+    cells, under_heading = [], False
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            under_heading = cell.source.lstrip().startswith("## What to notice")
+        elif under_heading:
+            cells.append(cell.source)
+    return cells
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_what_to_notice_is_short(path: Path) -> None:
+    cells = notice_cells(nbformat.read(path, as_version=4))
+    assert cells, f"{path.name} has no '## What to notice' heading followed by a code cell"
+    lengths = [len(source.splitlines()) for source in cells]
+    assert max(lengths) <= NOTICE_MAX_LINES, f"{path.name}: a What-to-notice cell of {max(lengths)} lines"
+
+
+def test_notice_cells_are_found_under_their_heading_only():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("## What to notice (computed)"),
+        nbformat.v4.new_code_cell("print(1)\nprint(2)"), nbformat.v4.new_markdown_cell("## Exercises"),
+        nbformat.v4.new_code_cell("y = 2")])
+    assert notice_cells(nb) == ["print(1)\nprint(2)"]
