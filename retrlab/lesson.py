@@ -20,6 +20,7 @@ import numpy as np
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import dense_run, encode_corpus, evaluate_run, split_qrels
+from retrlab.leaderboard.effects import EffectRow, compute_effect, effects_markdown, paper_effect
 from retrlab.negatives.uniform import RecordingSampler
 from retrlab.stats import Comparison, compare_runs
 from retrlab.train import History, Sampler
@@ -87,9 +88,32 @@ class Variants:
         """Share of the negatives ``name`` trained on that are relevant by the ground truth (nan: none)."""
         return self.picks[name].false_negative_rate(self.data) if name in self.picks else float("nan")
 
+    def effect(self, method: str, a: str, b: str) -> EffectRow:
+        """This notebook's row of the paper-effects table: variant ``a`` plays the leaderboard's ``method``."""
+        fn = {name: self.fn_rate(name) if name in self.picks else None for name in (a, b)}
+        return show_effect(method, [self.runs[a]], [self.runs[b]], split_qrels(self.data, self.split),
+                           labels=(a, b), fn_method=fn[a], fn_baseline=fn[b])
+
     def compare(self, a: str, b: str, measure: str = "MRR@10") -> Comparison:
         """Paired bootstrap of variant ``a`` against variant ``b`` over the queries of ``split``."""
         return compare_runs(self.runs[a], self.runs[b], split_qrels(self.data, self.split), measure, a=a, b=b)
+
+
+def show_effect(method: str, method_runs: list[dict], baseline_runs: list[dict], qrels: dict, *,
+                labels: tuple[str, str], fn_method: float | None = None,
+                fn_baseline: float | None = None) -> EffectRow:
+    """Display (as markdown) and return the paper effect of ``method`` measured on a notebook's own runs.
+
+    The row is the one docs/RESULTS.md tabulates for the leaderboard (``retrlab.leaderboard.effects``):
+    the paper's gap, ours with its paired-bootstrap interval, the seed spread (0 with one run each)
+    and the verdict with its measured reason.
+    """
+    from IPython.display import Markdown, display
+
+    row = compute_effect(paper_effect(method), method_runs, baseline_runs, qrels, labels=labels,
+                         fn_method=fn_method, fn_baseline=fn_baseline)
+    display(Markdown(effects_markdown([row])))
+    return row
 
 
 def notice(*points: str, started: float | None = None, smoke: bool | None = None) -> None:

@@ -82,6 +82,19 @@ def test_variants_compare_is_the_paired_bootstrap_of_their_runs(toy_data):
     qrels = split_qrels(toy_data, "test")
     assert variants.compare("good", "bad") == compare_runs(good, bad, qrels, "MRR@10", a="good", b="bad")
     assert variants.results["good"]["MRR@10"] == 1.0 and variants.results["bad"]["MRR@10"] == 0.5
+
+
+def test_variants_effect_is_the_papers_row_on_their_runs(toy_data, monkeypatch):
+    variants = Variants(toy_data, "test")
+    variants.add("STAR", {"q4": {"s3": 2.0, "s1": 1.0}, "q5": {"s1": 2.0, "s3": 1.0}})  # RR 1, 1
+    variants.add("in-batch", {"q4": {"s1": 2.0, "s3": 1.0}, "q5": {"s3": 2.0, "s1": 1.0}})  # RR 0.5, 0.5
+    row = variants.effect("star", "STAR", "in-batch")
+    assert row.gap == 0.5 and (row.low, row.high) == (0.5, 0.5) and row.seeds == 1 and row.spread == 0.0
+    assert row.verdict == "reproduced" and row.compared == "STAR vs in-batch" and row.effect.notebook == "02"
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
+    variants.effect("star", "STAR", "in-batch")
+    assert "| STAR vs in-batch | +0.500 | [+0.500, +0.500] | 1, ±0.000 | reproduced" in shown[0]
 def _result(runs: dict) -> ProtocolResult:
     return ProtocolResult(runs=runs)
 
