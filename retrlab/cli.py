@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard",
                            help="every strategy x several seeds on one budget: table, JSON, plot")
     board.add_argument("--strategies", nargs="+", metavar="NAME", help="a subset (default: all)")
-    board.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="training seeds")
+    board.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds (default 0 1 2)")
     board.add_argument("--out", default="runs/leaderboard", help="where results.json and leaderboard.png go")
     _budget_flags(board)
     board.set_defaults(fn=cmd_leaderboard)

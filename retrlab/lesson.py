@@ -1,11 +1,29 @@
-"""Notebook helpers: the wording of a verdict, so every notebook says "significant" the same way.
+"""Notebook helpers: the wording of a verdict, the runner of an experiment's variants, printed notices.
 
 A verdict is a ``retrlab.stats.Comparison`` (paired bootstrap over queries): ``difference`` is
 system A minus system B, ``significant`` whether the 95% interval excludes 0.
+
+``Variants`` is the pattern every fine-tuning notebook (01, 02, 05, 07) repeats: train a fresh model
+per variant on the same budget, record the negatives it trained on, retrieve the evaluation split
+with it, and keep the run, metrics, history and wall time under the variant's name, so tables, bars
+and verdicts read from one place. ``notice`` prints a "What to notice" cell's sentences as bullets.
+``compare_pairs`` and ``versus`` give the pretraining bench's verdicts (notebooks 08-12).
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retrlab.data.dataset import RetrievalData
+from retrlab.encoders import BiEncoder
+from retrlab.evaluation import dense_run, encode_corpus, evaluate_run, split_qrels
+from retrlab.leaderboard.effects import EffectRow, compute_effect, effects_markdown, paper_effect
+from retrlab.negatives.uniform import RecordingSampler
 from retrlab.stats import Comparison, compare_runs
+from retrlab.train import History, Sampler
 
 
 def verdict(comparison: Comparison, measure: str = "MRR@10") -> str:
@@ -23,6 +41,87 @@ def direction(comparison: Comparison, up: str = "an improvement", down: str = "a
     return up if comparison.difference > 0 else down
 
 
+Fit = Callable[[BiEncoder, RecordingSampler | None], History | None]  # (model, sampler) -> history
+
+
+@dataclass
+class Variants:
+    """The variants of one experiment, by name: runs, metrics, histories, seconds, negatives trained on.
+
+    ``train(name, model, fit, sampler)`` calls ``fit(model, recorder)`` — the notebook's own training
+    call (``train``, ``train_star``, ...) — with ``sampler`` wrapped in a ``RecordingSampler`` (``None``
+    when there is no sampler: in-batch negatives only), then retrieves ``split`` with the trained model.
+    """
+    data: RetrievalData
+    split: str = "test"
+    runs: dict[str, dict] = field(default_factory=dict)
+    results: dict[str, dict[str, float]] = field(default_factory=dict)
+    histories: dict[str, History] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    picks: dict[str, RecordingSampler] = field(default_factory=dict)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # (N, H) passage vectors of the split
+
+    def add(self, name: str, run: dict) -> dict[str, float]:
+        """Record a run (e.g. a zero-shot baseline) and its metrics on ``split``."""
+        self.runs[name] = run
+        self.results[name] = evaluate_run(run, self.data, self.split)
+        return self.results[name]
+
+    def train(self, name: str, model: BiEncoder, fit: Fit, sampler: Sampler | None = None) -> BiEncoder:
+        """Train ``model`` with ``fit``, evaluate it, record it under ``name``; print one line; return it."""
+        recorder = RecordingSampler(sampler) if sampler is not None else None
+        started = time.perf_counter()
+        history = fit(model, recorder)
+        self.seconds[name] = time.perf_counter() - started
+        if history is not None:
+            self.histories[name] = history
+        if recorder is not None:
+            self.picks[name] = recorder
+        self.vectors[name] = encode_corpus(model, self.data, self.data.search_pids(self.split), progress=False)
+        metrics = self.add(name, dense_run(model, self.data, self.split, passage_vectors=self.vectors[name],
+                                           progress=False))
+        used = f", hidden positives among its negatives {self.fn_rate(name):.1%}" if recorder else ""
+        print(f"{name}: {self.seconds[name]:.0f} s, {self.split} MRR@10 {metrics['MRR@10']:.3f}{used}")
+        return model
+
+    def fn_rate(self, name: str) -> float:
+        """Share of the negatives ``name`` trained on that are relevant by the ground truth (nan: none)."""
+        return self.picks[name].false_negative_rate(self.data) if name in self.picks else float("nan")
+
+    def effect(self, method: str, a: str, b: str) -> EffectRow:
+        """This notebook's row of the paper-effects table: variant ``a`` plays the leaderboard's ``method``."""
+        fn = {name: self.fn_rate(name) if name in self.picks else None for name in (a, b)}
+        return show_effect(method, [self.runs[a]], [self.runs[b]], split_qrels(self.data, self.split),
+                           labels=(a, b), fn_method=fn[a], fn_baseline=fn[b])
+
+    def compare(self, a: str, b: str, measure: str = "MRR@10") -> Comparison:
+        """Paired bootstrap of variant ``a`` against variant ``b`` over the queries of ``split``."""
+        return compare_runs(self.runs[a], self.runs[b], split_qrels(self.data, self.split), measure, a=a, b=b)
+
+
+def show_effect(method: str, method_runs: list[dict], baseline_runs: list[dict], qrels: dict, *,
+                labels: tuple[str, str], fn_method: float | None = None,
+                fn_baseline: float | None = None) -> EffectRow:
+    """Display (as markdown) and return the paper effect of ``method`` measured on a notebook's own runs.
+
+    The row is the one docs/RESULTS.md tabulates for the leaderboard (``retrlab.leaderboard.effects``):
+    the paper's gap, ours with its paired-bootstrap interval, the seed spread (0 with one run each)
+    and the verdict with its measured reason.
+    """
+    from IPython.display import Markdown, display
+
+    row = compute_effect(paper_effect(method), method_runs, baseline_runs, qrels, labels=labels,
+                         fn_method=fn_method, fn_baseline=fn_baseline)
+    display(Markdown(effects_markdown([row])))
+    return row
+
+
+def notice(*points: str, started: float | None = None, smoke: bool | None = None) -> None:
+    """Print each point as a bullet; with ``started`` (a ``time.perf_counter()``), how long the notebook ran."""
+    for point in points:
+        print(f"- {point}")
+    if started is not None:
+        print(f"\n(notebook ran in {time.perf_counter() - started:.0f} s, smoke mode: {smoke})")
 # --- the pretraining bench's verdicts (notebooks 08-12) ---------------------------------------------
 def compare_pairs(results: dict, qrels: dict, pairs: list[tuple[str, str]], stages: list[str],
                   measure: str = "MRR@10") -> dict[tuple[str, str, str], Comparison]:

@@ -1,11 +1,20 @@
-"""The notebooks' verdict wording, on hand-made comparisons."""
+"""The notebooks' helpers: verdict wording on hand-made comparisons, the variant runner, notices."""
 from __future__ import annotations
 
+import random
+import time
+
+import numpy as np
 import pytest
 
-from retrlab.lesson import compare_pairs, direction, verdict, versus
+from retrlab.encoders import BiEncoder
+from retrlab.evaluation import dense_run, evaluate_run, split_qrels
+from retrlab.lesson import Variants, compare_pairs, direction, notice, verdict, versus
+from retrlab.negatives.uniform import RecordingSampler, uniform_from_pool
 from retrlab.pretraining.bench import ProtocolResult
 from retrlab.stats import Comparison, compare_runs
+from retrlab.train import History
+from tests.helpers import toy_pool
 
 BETTER = Comparison("MRR@10", "a", "b", 0.531, 0.500, 0.010, 0.052)  # interval above 0
 WORSE = Comparison("MRR@10", "a", "b", 0.480, 0.500, -0.035, -0.004)
@@ -25,6 +34,67 @@ def test_direction_words_only_a_significant_gap():
     assert direction(NOISE, "better", "worse") == "no difference we can tell from noise"
 
 
+def test_notice_prints_bullets_and_the_running_time(capsys):
+    notice("one point", "another")
+    assert capsys.readouterr().out == "- one point\n- another\n"
+    notice("done", started=time.perf_counter() - 3.2, smoke=True)
+    assert capsys.readouterr().out == "- done\n\n(notebook ran in 3 s, smoke mode: True)\n"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return BiEncoder.tiny(layers=1, hidden=32, seed=0)
+
+
+def test_variants_record_each_variant_and_its_negatives(toy_data, tiny, capsys):
+    variants = Variants(toy_data, "test")
+    expected_run = dense_run(tiny, toy_data, "test", progress=False)
+    called = []
+
+    def fit(model, sampler):  # no training: the record must equal a plain evaluation of the model
+        called.append(sampler)
+        picks = [sampler(q, random.Random(0)) for q in toy_data.qids("train")]
+        return History([{"step": 1, "loss": float(len(picks))}])
+
+    pool = toy_pool(toy_data)
+    variants.train("uniform", tiny, fit, sampler=uniform_from_pool(pool, n=1))
+    recorder = called[0]
+    assert isinstance(recorder, RecordingSampler) and len(recorder.picks) == len(toy_data.qids("train"))
+    hand_rate = np.mean([p in toy_data.qrels[q] for q, negs in recorder.picks for p in negs])
+    assert variants.fn_rate("uniform") == hand_rate
+    assert variants.runs["uniform"] == expected_run
+    assert variants.results["uniform"] == evaluate_run(expected_run, toy_data, "test")
+    assert variants.histories["uniform"].last("loss") == 4.0 and variants.seconds["uniform"] >= 0
+    assert variants.vectors["uniform"].shape == (len(toy_data.search_pids("test")), 32)
+    assert capsys.readouterr().out.startswith("uniform: ")
+
+    variants.train("in-batch", tiny, lambda model, sampler: called.append(sampler))
+    assert called[1] is None and np.isnan(variants.fn_rate("in-batch")) and "in-batch" not in variants.histories
+    assert "hidden positives" not in capsys.readouterr().out
+
+
+def test_variants_compare_is_the_paired_bootstrap_of_their_runs(toy_data):
+    variants = Variants(toy_data, "test")
+    good = {"q4": {"s3": 2.0, "s1": 1.0}, "q5": {"s1": 2.0, "s3": 1.0}}  # hand-made runs on the test split
+    bad = {"q4": {"s1": 2.0, "s3": 1.0}, "q5": {"s3": 2.0, "s1": 1.0}}  # each query's relevant one ranked 2nd
+    variants.add("good", good)
+    variants.add("bad", bad)
+    qrels = split_qrels(toy_data, "test")
+    assert variants.compare("good", "bad") == compare_runs(good, bad, qrels, "MRR@10", a="good", b="bad")
+    assert variants.results["good"]["MRR@10"] == 1.0 and variants.results["bad"]["MRR@10"] == 0.5
+
+
+def test_variants_effect_is_the_papers_row_on_their_runs(toy_data, monkeypatch):
+    variants = Variants(toy_data, "test")
+    variants.add("STAR", {"q4": {"s3": 2.0, "s1": 1.0}, "q5": {"s1": 2.0, "s3": 1.0}})  # RR 1, 1
+    variants.add("in-batch", {"q4": {"s1": 2.0, "s3": 1.0}, "q5": {"s3": 2.0, "s1": 1.0}})  # RR 0.5, 0.5
+    row = variants.effect("star", "STAR", "in-batch")
+    assert row.gap == 0.5 and (row.low, row.high) == (0.5, 0.5) and row.seeds == 1 and row.spread == 0.0
+    assert row.verdict == "reproduced" and row.compared == "STAR vs in-batch" and row.effect.notebook == "02"
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
+    variants.effect("star", "STAR", "in-batch")
+    assert "| STAR vs in-batch | +0.500 | [+0.500, +0.500] | 1, ±0.000 | reproduced" in shown[0]
 def _result(runs: dict) -> ProtocolResult:
     return ProtocolResult(runs=runs)
 

@@ -148,7 +148,7 @@ def effects_table(board: Leaderboard, effects: tuple[PaperEffect, ...] = EFFECTS
 
 def effects_markdown(rows: list[EffectRow]) -> str:
     """The table as markdown: effect, paper gap, our gap with CI and seed spread, verdict and reason."""
-    lines = ["| effect | notebook | paper | compared here | ours (test MRR@10) | 95% CI | seeds, spread | verdict |",
+    lines = ["| effect | notebook | paper | compared here | ours (Δ MRR@10) | 95% CI | seeds, spread | verdict |",
              "| --- | --- | --- | --- | ---: | --- | --- | --- |"]
     for r in rows:
         e = r.effect
