@@ -32,6 +32,11 @@ class Comparison:
     def significant(self) -> bool:
         return self.low > 0 or self.high < 0
 
+    def robust(self, seed_spread: float) -> bool:
+        """Notebook 14's rule: significant over queries *and* larger than the seed spread (the two
+        systems' standard deviations over seeds, added)."""
+        return self.significant and abs(self.difference) > seed_spread
+
     def verdict(self) -> str:
         """One sentence, the better system first (its mean, the gap and the interval from its side)."""
         flip = self.difference < 0

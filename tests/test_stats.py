@@ -1,6 +1,6 @@
 import pytest
 
-from retrlab.stats import compare_runs, mean_std, paired_bootstrap
+from retrlab.stats import Comparison, compare_runs, mean_std, paired_bootstrap
 
 
 def test_identical_systems_are_within_noise():
@@ -40,3 +40,10 @@ def test_verdict_names_the_winner_first_with_its_own_numbers():
     b = {f"q{i}": 0.6 for i in range(30)}
     text = paired_bootstrap(a, b, a="old", b="new", measure="MRR@10").verdict()
     assert text == "new beats old: MRR@10 0.600 vs 0.200 (Δ = +0.400, 95% CI [+0.400, +0.400])"
+
+
+def test_robust_needs_significance_and_a_gap_beyond_the_seed_spread():
+    sure = Comparison("MRR@10", "A", "B", mean_a=0.6, mean_b=0.5, low=0.05, high=0.15)  # Δ +0.1, significant
+    assert sure.robust(0.09) and not sure.robust(0.1) and not sure.robust(0.2)
+    unsure = Comparison("MRR@10", "A", "B", mean_a=0.6, mean_b=0.5, low=-0.01, high=0.2)
+    assert not unsure.robust(0.0)

@@ -104,7 +104,7 @@ class Leaderboard:
         comparison = paired_bootstrap(self.per_query(a, measure), self.per_query(b, measure),
                                       a=_title(a), b=_title(b), measure=measure)
         spread = self.seed_spread(a, b, measure)
-        robust = comparison.significant and abs(comparison.difference) > spread
+        robust = comparison.robust(spread)
         text = comparison.verdict()
         if comparison.significant and not robust:
             text += f" — but the gap is within the seed spread (±{spread:.3f} together): not robust"

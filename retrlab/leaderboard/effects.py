@@ -117,7 +117,7 @@ def compute_effect(effect: PaperEffect, method_runs: list[dict], baseline_runs: 
     a, b = labels or (effect.method, effect.baseline)
     comparison = paired_bootstrap(_average(per_method), _average(per_baseline), a=a, b=b, measure=measure)
     gap, spread = comparison.difference, _seed_std(per_method) + _seed_std(per_baseline)
-    robust = comparison.significant and abs(gap) > spread
+    robust = comparison.robust(spread)
     verdict = "not reproduced" if not robust else ("reproduced" if gap * effect.paper_gap > 0 else "opposite")
     reason = _reason(gap, comparison.low, comparison.high, spread, robust, {a: fn_method, b: fn_baseline})
     seeds = min(len(method_runs), len(baseline_runs))
