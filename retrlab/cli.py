@@ -133,7 +133,7 @@ def _leaderboard(args, names: list[str], seeds: list[int]) -> int:
     data = load_beir(args.beir) if args.beir else load_wikicar(seed=args.data_seed)
     print(f"{len(names)} strategies x seeds {seeds}: {budget.steps} steps x batch {budget.batch_size}, "
           f"passages at {budget.max_length} tokens", flush=True)
-    board = run_leaderboard(data, budget, names, seeds, progress=True)
+    board = run_leaderboard(data, budget, names, seeds, progress=True, cache=True)  # resumable
     print("\n" + board.table())
     prep = ", ".join(f"{k} {v:.0f} s" for k, v in board.prep_seconds.items())
     print(f"\nshared preparation: {prep or 'none'}; wall time {board.wall_seconds:.0f} s")

@@ -20,7 +20,9 @@ import numpy as np
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import dense_run, encode_corpus, evaluate_run, split_qrels
-from retrlab.leaderboard.effects import EffectRow, compute_effect, effects_markdown, paper_effect
+from retrlab.leaderboard.board import REGIME_COMMAND, REGIME_SEEDS, REGIME_STRATEGIES, stored_board
+from retrlab.leaderboard.budget import FULL, LeaderboardBudget
+from retrlab.leaderboard.effects import EffectRow, compute_effect, effects_markdown, effects_table, paper_effect
 from retrlab.negatives.uniform import RecordingSampler
 from retrlab.stats import Comparison, compare_runs
 from retrlab.train import History, Sampler
@@ -112,6 +114,42 @@ def show_effect(method: str, method_runs: list[dict], baseline_runs: list[dict],
 
     row = compute_effect(paper_effect(method), method_runs, baseline_runs, qrels, labels=labels,
                          fn_method=fn_method, fn_baseline=fn_baseline)
+    display(Markdown(effects_markdown([row])))
+    return row
+
+
+def regime_board(data: RetrievalData | None = None, budget: LeaderboardBudget = FULL,
+                 strategies: tuple[str, ...] = REGIME_STRATEGIES, seeds: tuple[int, ...] = REGIME_SEEDS):
+    """The leaderboard at the *regime* budget from the cache, or None (printing how to build it).
+
+    The regime is the FULL preset (all of wiki-car, 60 steps × batch 16, τ = 0.05) for
+    ``REGIME_STRATEGIES`` over ``REGIME_SEEDS``: the budget at which mined negatives separate from
+    in-batch ones (docs/RESULTS.md, section 4). It takes about an hour on 2 CPU cores, so no notebook
+    builds it: ``REGIME_COMMAND`` does, once, caching every (strategy, seed) result, and this reads
+    them (``data``: wiki-car with seed 0 when None). Nothing is trained here.
+    """
+    from retrlab.data import load_wikicar
+
+    board = stored_board(data if data is not None else load_wikicar(seed=0), budget, strategies, seeds)
+    if board is None:
+        print("The regime board is not in this cache (it is built once, in about an hour on 2 CPU cores, by\n"
+              f"    {REGIME_COMMAND}\nand read here afterwards); docs/RESULTS.md, section 4, holds the project's run.")
+    return board
+
+
+def show_regime_effect(method: str, **where) -> EffectRow | None:
+    """Display (as markdown) and return the paper effect of ``method`` on the regime board, with both
+    rows' mean ± std over seeds; None when the board is not cached. ``where``: ``regime_board``'s
+    arguments (the tests' toy data and budget)."""
+    from IPython.display import Markdown, display
+
+    board = regime_board(**where)
+    if board is None:
+        return None
+    row = next(r for r in effects_table(board) if r.effect.method == method)
+    for name in (method, row.effect.baseline):
+        scores = board.scores(name)
+        print(f"{name:>18}: test MRR@10 {scores.mean():.3f} ± {scores.std(ddof=1):.3f} over seeds {board.seeds()}")
     display(Markdown(effects_markdown([row])))
     return row
 

@@ -6,14 +6,18 @@ monkeypatch as tests/test_artifacts.py), so the artifacts go through the real ca
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
 from retrlab.artifacts import Budget
 from retrlab.encoders import BiEncoder, CrossEncoder
-from retrlab.leaderboard import (DEFAULT, FULL, SMOKE, ENTRIES, Leaderboard, LeaderboardBudget, Result,
-                                 get_entry, preset, run_leaderboard, run_entry)
+from retrlab.leaderboard import (DEFAULT, FULL, REGIME_COMMAND, REGIME_STRATEGIES, SMOKE, ENTRIES, Leaderboard,
+                                 LeaderboardBudget, Result, get_entry, preset, run_leaderboard, run_entry, stored_board)
+from retrlab.leaderboard import board as board_module
+from retrlab.leaderboard import effects_table
+from retrlab.lesson import show_regime_effect
 from retrlab.rerank import CrossEncoderBudget
 from tests.helpers import make_tiny_cross_encoder, make_toy_data
 
@@ -110,6 +114,36 @@ def test_table_comparisons_and_json_round_trip(board, tmp_path):
     assert back.notes == board.notes
     comparison, robust, text = back.compare("star", "warm-up (start)")
     assert comparison.measure == "MRR@10" and text.startswith(("STAR", "warm-up"))
+
+
+def test_cached_results_resume_a_run_and_stored_board_reads_them(toy_data, tmp_path, monkeypatch, capsys):
+    use_tiny_models(monkeypatch, tmp_path)
+    assert stored_board(toy_data, TOY, ["inbatch", "topk"], [0, 1]) is None  # nothing cached yet
+    first = run_leaderboard(toy_data, TOY, ["inbatch"], seeds=(0, 1), progress=False, cache=True)
+    assert stored_board(toy_data, TOY, ["inbatch", "topk"], [0, 1]) is None  # topk is still missing
+    trained = []
+    real = board_module.run_entry
+    monkeypatch.setattr(board_module, "run_entry", lambda name, *a, **k: trained.append(name) or real(name, *a, **k))
+    both = run_leaderboard(toy_data, TOY, ["inbatch", "topk"], seeds=(0, 1), progress=False, cache=True)
+    assert trained == ["topk", "topk"]  # in-batch's two results came from the cache, not from training
+    assert [r.run for r in both.rows("inbatch")] == [r.run for r in first.rows("inbatch")]
+    stored = stored_board(toy_data, TOY, ["inbatch", "topk"], [0, 1])
+    assert [asdict(r) for r in stored.results] == [asdict(r) for r in both.results]
+    assert stored.references == [] and stored.qrels == both.qrels
+    assert stored_board(toy_data, dataclasses.replace(TOY, steps=3), ["inbatch"], [0]) is None  # budget in the key
+    assert REGIME_COMMAND.startswith("retrlab leaderboard --full --strategies inbatch topk simans star")
+    assert set(REGIME_STRATEGIES) <= set(ENTRIES)
+    # what notebooks 01-07 show: the effect row of the stored board, or the command that builds it
+    pair = ("inbatch", "topk")
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    assert show_regime_effect("simans", data=toy_data, budget=TOY, strategies=("inbatch", "simans"), seeds=(0, 1)) is None
+    assert REGIME_COMMAND in capsys.readouterr().out
+    run_leaderboard(toy_data, TOY, ["simans"], seeds=(0, 1), progress=False, cache=True)
+    row = show_regime_effect("simans", data=toy_data, budget=TOY, strategies=("simans", *pair), seeds=(0, 1))
+    expected = next(r for r in effects_table(stored_board(toy_data, TOY, ["simans", *pair], [0, 1]))
+                    if r.effect.method == "simans")
+    assert (row.gap, row.low, row.high, row.verdict) == (expected.gap, expected.low, expected.high, expected.verdict)
+    assert row.seeds == 2 and "topk: test MRR@10" in capsys.readouterr().out
 
 
 def fake(name: str, seed: int | None, scores: list[float]) -> Result:

@@ -8,10 +8,15 @@ A gap between two strategies is called real only when two kinds of noise both al
   a gap smaller than the two spreads together could flip with the next seed.
 
 Results are saved as one JSON file (atomic, ``retrlab.cache``) holding the budget, every run and
-the preparation times, and a PNG of the scores with their spread.
+the preparation times, and a PNG of the scores with their spread. With ``cache=True`` (what
+``retrlab leaderboard`` does) each (strategy, seed) result is also cached under
+``$RETRLAB_HOME/results/leaderboard/``: an interrupted hour-long run resumes where it stopped, and a
+notebook reads a finished one with ``stored_board`` (the regime board of notebooks 01–07 and 14).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import time
@@ -21,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from retrlab.cache import atomic_write_json, load_json
+from retrlab.artifacts import cached_result, fingerprint
+from retrlab.cache import atomic_write_json, home, intact, load_json
 from retrlab.constants import LEADERBOARD_MEASURES
 from retrlab.data.dataset import RetrievalData
 from retrlab.evaluation import bm25_run, evaluate_run, split_qrels
@@ -165,9 +171,50 @@ def reference_results(ctx: Context, strategies: list[str]) -> list[Result]:
     return out
 
 
+LEADERBOARD_VERSION = "v1"  # bump when an entry's protocol changes, so old cached results are not reused
+# The regime: the strategies whose paper effects separate from the noise at the FULL preset (all of
+# wiki-car, 60 steps x 16), three seeds each; built by the command below, read by notebooks 01-07 and 14.
+REGIME_STRATEGIES = ("inbatch", "topk", "simans", "star", "bm25", "rocketqa-hard", "rocketqa-denoised")
+REGIME_SEEDS = (0, 1, 2)
+REGIME_COMMAND = ("retrlab leaderboard --full --strategies " + " ".join(REGIME_STRATEGIES)
+                  + " --seeds " + " ".join(map(str, REGIME_SEEDS)))
+
+
+def result_name(data: RetrievalData, budget: LeaderboardBudget, strategy: str, seed: int) -> str:
+    """Cache name of one (strategy, seed) result: the data's fingerprint and the whole budget in the key."""
+    budget_key = hashlib.sha1(json.dumps(budget.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    return f"leaderboard/{LEADERBOARD_VERSION}-{fingerprint(data)}-{budget_key}/{strategy}-seed{seed}"
+
+
+def _result(data: RetrievalData, budget: LeaderboardBudget, name: str, seed: int, ctx: Context,
+            cache: bool) -> Result:
+    if not cache:
+        return run_entry(name, data, budget, seed, context=ctx)
+    raw = cached_result(result_name(data, budget, name, seed),
+                        lambda: asdict(run_entry(name, data, budget, seed, context=ctx)))
+    return Result(**raw)
+
+
+def stored_board(data: RetrievalData, budget: LeaderboardBudget, strategies: tuple[str, ...] | list[str],
+                 seeds: tuple[int, ...] | list[int]) -> Leaderboard | None:
+    """The leaderboard of ``strategies`` × ``seeds`` from cached results only (``run_leaderboard(...,
+    cache=True)`` stored them), or None when any is missing. Nothing is trained; the board has no
+    reference rows, and its ``wall_seconds`` is the training and evaluation time the results record."""
+    folders = [home() / "results" / result_name(data, budget, n, s) for n in strategies for s in seeds]
+    if not all(f.is_dir() and intact(f) for f in folders):
+        return None
+    results = [Result(**load_json(f / "result.json")) for f in folders]
+    spent = sum(r.train_seconds + r.eval_seconds for r in results)
+    return Leaderboard(budget, results, [], {}, spent, split_qrels(budget.narrow(data), "test"))
+
+
 def run_leaderboard(data: RetrievalData, budget: LeaderboardBudget, strategies: list[str] | None = None,
-                    seeds: tuple[int, ...] | list[int] = (0, 1), *, progress: bool = True) -> Leaderboard:
-    """Every strategy × seed on one budget (shared artifacts built once), plus the reference rows."""
+                    seeds: tuple[int, ...] | list[int] = (0, 1), *, progress: bool = True,
+                    cache: bool = False) -> Leaderboard:
+    """Every strategy × seed on one budget (shared artifacts built once), plus the reference rows.
+
+    ``cache``: load each (strategy, seed) result already cached, and cache each one trained here.
+    """
     names = list(strategies) if strategies else list(ENTRIES)
     for name in names:
         get_entry(name)  # an unknown name fails now, not after minutes of training
@@ -180,7 +227,7 @@ def run_leaderboard(data: RetrievalData, budget: LeaderboardBudget, strategies: 
     for name in names:
         for seed in seeds:
             bar.set_postfix_str(f"{name}, seed {seed}")
-            results.append(run_entry(name, data, budget, seed, context=ctx))
+            results.append(_result(data, budget, name, seed, ctx, cache))
             bar.update(1)
     bar.close()
     references = reference_results(ctx, names)
