@@ -20,7 +20,7 @@ import numpy as np
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import dense_run, encode_corpus, evaluate_run, split_qrels
-from retrlab.leaderboard.board import REGIME_COMMAND, REGIME_SEEDS, REGIME_STRATEGIES, stored_board
+from retrlab.leaderboard.board import FULL_BOARD_COMMAND, FULL_BOARD_SEEDS, FULL_BOARD_STRATEGIES, stored_board
 from retrlab.leaderboard.budget import FULL, LeaderboardBudget
 from retrlab.leaderboard.effects import EffectRow, compute_effect, effects_markdown, effects_table, paper_effect
 from retrlab.negatives.uniform import RecordingSampler
@@ -118,32 +118,33 @@ def show_effect(method: str, method_runs: list[dict], baseline_runs: list[dict],
     return row
 
 
-def regime_board(data: RetrievalData | None = None, budget: LeaderboardBudget = FULL,
-                 strategies: tuple[str, ...] = REGIME_STRATEGIES, seeds: tuple[int, ...] = REGIME_SEEDS):
-    """The leaderboard at the *regime* budget from the cache, or None (printing how to build it).
+def full_board(data: RetrievalData | None = None, budget: LeaderboardBudget = FULL,
+               strategies: tuple[str, ...] = FULL_BOARD_STRATEGIES, seeds: tuple[int, ...] = FULL_BOARD_SEEDS):
+    """The *full board* from the cache, or None (printing how to build it).
 
-    The regime is the FULL preset (all of wiki-car, 60 steps × batch 16, τ = 0.05) for
-    ``REGIME_STRATEGIES`` over ``REGIME_SEEDS``: the budget at which mined negatives separate from
-    in-batch ones (docs/RESULTS.md, section 4). It takes about an hour on 2 CPU cores, so no notebook
-    builds it: ``REGIME_COMMAND`` does, once, caching every (strategy, seed) result, and this reads
-    them (``data``: wiki-car with seed 0 when None). Nothing is trained here.
+    The full board is the FULL preset (all of wiki-car, 60 steps × batch 16 from the warm-up
+    retriever, τ = 0.05) for ``FULL_BOARD_STRATEGIES`` over ``FULL_BOARD_SEEDS``: the largest budget
+    the project runs every seed of (docs/RESULTS.md, section 4). It takes about an hour on 2 CPU
+    cores, so no notebook builds it: ``FULL_BOARD_COMMAND`` does, once, caching every (strategy, seed)
+    result, and this reads them (``data``: wiki-car with seed 0 when None). Nothing is trained here.
     """
     from retrlab.data import load_wikicar
 
     board = stored_board(data if data is not None else load_wikicar(seed=0), budget, strategies, seeds)
     if board is None:
-        print("The regime board is not in this cache (it is built once, in about an hour on 2 CPU cores, by\n"
-              f"    {REGIME_COMMAND}\nand read here afterwards); docs/RESULTS.md, section 4, holds the project's run.")
+        print("The full board is not in this cache (it is built once, in about an hour on 2 CPU cores, by\n"
+              f"    {FULL_BOARD_COMMAND}\nand read here afterwards); docs/RESULTS.md, section 4, holds the "
+              "project's run.")
     return board
 
 
-def show_regime_effect(method: str, **where) -> EffectRow | None:
-    """Display (as markdown) and return the paper effect of ``method`` on the regime board, with both
-    rows' mean ± std over seeds; None when the board is not cached. ``where``: ``regime_board``'s
+def show_full_board_effect(method: str, **where) -> EffectRow | None:
+    """Display (as markdown) and return the paper effect of ``method`` on the full board, with both
+    rows' mean ± std over seeds; None when the board is not cached. ``where``: ``full_board``'s
     arguments (the tests' toy data and budget)."""
     from IPython.display import Markdown, display
 
-    board = regime_board(**where)
+    board = full_board(**where)
     if board is None:
         return None
     row = next(r for r in effects_table(board) if r.effect.method == method)

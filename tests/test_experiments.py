@@ -13,11 +13,12 @@ import pytest
 
 from retrlab.artifacts import Budget
 from retrlab.encoders import BiEncoder, CrossEncoder
-from retrlab.leaderboard import (DEFAULT, FULL, REGIME_COMMAND, REGIME_STRATEGIES, SMOKE, ENTRIES, Leaderboard,
-                                 LeaderboardBudget, Result, get_entry, preset, run_leaderboard, run_entry, stored_board)
+from retrlab.leaderboard import (DEFAULT, FULL, FULL_BOARD_COMMAND, FULL_BOARD_STRATEGIES, SMOKE, ENTRIES,
+                                 Leaderboard, LeaderboardBudget, Result, get_entry, preset, run_leaderboard,
+                                 run_entry, stored_board)
 from retrlab.leaderboard import board as board_module
 from retrlab.leaderboard import effects_table
-from retrlab.lesson import show_regime_effect
+from retrlab.lesson import show_full_board_effect
 from retrlab.rerank import CrossEncoderBudget
 from tests.helpers import make_tiny_cross_encoder, make_toy_data
 
@@ -131,15 +132,16 @@ def test_cached_results_resume_a_run_and_stored_board_reads_them(toy_data, tmp_p
     assert [asdict(r) for r in stored.results] == [asdict(r) for r in both.results]
     assert stored.references == [] and stored.qrels == both.qrels
     assert stored_board(toy_data, dataclasses.replace(TOY, steps=3), ["inbatch"], [0]) is None  # budget in the key
-    assert REGIME_COMMAND.startswith("retrlab leaderboard --full --strategies inbatch topk simans star")
-    assert set(REGIME_STRATEGIES) <= set(ENTRIES)
-    # what notebooks 01-07 show: the effect row of the stored board, or the command that builds it
+    assert FULL_BOARD_COMMAND.startswith("retrlab leaderboard --full --strategies inbatch topk simans star")
+    assert set(FULL_BOARD_STRATEGIES) <= set(ENTRIES)
+    # what notebooks 01, 02, 05, 07 show: the effect row of the stored board, or the command that builds it
     pair = ("inbatch", "topk")
     monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
-    assert show_regime_effect("simans", data=toy_data, budget=TOY, strategies=("inbatch", "simans"), seeds=(0, 1)) is None
-    assert REGIME_COMMAND in capsys.readouterr().out
+    where = dict(data=toy_data, budget=TOY, seeds=(0, 1))
+    assert show_full_board_effect("simans", strategies=("inbatch", "simans"), **where) is None
+    assert FULL_BOARD_COMMAND in capsys.readouterr().out
     run_leaderboard(toy_data, TOY, ["simans"], seeds=(0, 1), progress=False, cache=True)
-    row = show_regime_effect("simans", data=toy_data, budget=TOY, strategies=("simans", *pair), seeds=(0, 1))
+    row = show_full_board_effect("simans", strategies=("simans", *pair), **where)
     expected = next(r for r in effects_table(stored_board(toy_data, TOY, ["simans", *pair], [0, 1]))
                     if r.effect.method == "simans")
     assert (row.gap, row.low, row.high, row.verdict) == (expected.gap, expected.low, expected.high, expected.verdict)

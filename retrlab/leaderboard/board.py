@@ -11,7 +11,7 @@ Results are saved as one JSON file (atomic, ``retrlab.cache``) holding the budge
 the preparation times, and a PNG of the scores with their spread. With ``cache=True`` (what
 ``retrlab leaderboard`` does) each (strategy, seed) result is also cached under
 ``$RETRLAB_HOME/results/leaderboard/``: an interrupted hour-long run resumes where it stopped, and a
-notebook reads a finished one with ``stored_board`` (the regime board of notebooks 01–07 and 14).
+notebook reads a finished one with ``stored_board`` (the full board of notebooks 01, 02, 05, 07, 14).
 """
 from __future__ import annotations
 
@@ -172,12 +172,12 @@ def reference_results(ctx: Context, strategies: list[str]) -> list[Result]:
 
 
 LEADERBOARD_VERSION = "v1"  # bump when an entry's protocol changes, so old cached results are not reused
-# The regime: the strategies whose paper effects separate from the noise at the FULL preset (all of
-# wiki-car, 60 steps x 16), three seeds each; built by the command below, read by notebooks 01-07 and 14.
-REGIME_STRATEGIES = ("inbatch", "topk", "simans", "star", "bm25", "rocketqa-hard", "rocketqa-denoised")
-REGIME_SEEDS = (0, 1, 2)
-REGIME_COMMAND = ("retrlab leaderboard --full --strategies " + " ".join(REGIME_STRATEGIES)
-                  + " --seeds " + " ".join(map(str, REGIME_SEEDS)))
+# The full board: the strategies whose runs fit about an hour on 2 cores at the FULL preset (all of
+# wiki-car, 60 steps x 16), three seeds each; built by the command below, read by notebooks 01, 02, 05, 07, 14.
+FULL_BOARD_STRATEGIES = ("inbatch", "topk", "simans", "star", "bm25", "rocketqa-hard", "rocketqa-denoised")
+FULL_BOARD_SEEDS = (0, 1, 2)
+FULL_BOARD_COMMAND = ("retrlab leaderboard --full --strategies " + " ".join(FULL_BOARD_STRATEGIES)
+                      + " --seeds " + " ".join(map(str, FULL_BOARD_SEEDS)))
 
 
 def result_name(data: RetrievalData, budget: LeaderboardBudget, strategy: str, seed: int) -> str:
