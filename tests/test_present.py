@@ -172,7 +172,9 @@ def presented(view: str, caption_text: str, code_name: str):
 # Skipped since 2026-11-30: the first page of the simans dashboard now stalls every time on the project's
 # machines (a preheated kernel that never finishes executing the notebook: 4 of 4 runs at a90e070, on an
 # idle machine, the rerun included; 1 of 6 on 2026-11-29), while the same widgets build in 10 s in a plain
-# process and the rocketqa dashboard test below passes through the same Voila path. Cause not found yet.
+# process, Voila serves the page's HTML in 13 s to a plain HTTP client (so the kernel does finish), and the
+# rocketqa dashboard test below passes through the same Voila path: it is the browser's load event that
+# never comes. Cause not found yet.
 @pytest.mark.skip(reason="the simans Voila dashboard's preheated kernel stalls (see the comment above)")
 @browser_test
 def test_simans_dashboard_slider_changes_figure_and_caption():
