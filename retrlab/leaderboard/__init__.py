@@ -14,7 +14,7 @@ from retrlab.leaderboard.budget import DEFAULT, FULL, SMOKE, LeaderboardBudget, 
 from retrlab.leaderboard.effects import EFFECTS, compute_effect, effects_markdown, effects_table, paper_effect
 from retrlab.leaderboard.entries import ENTRIES, Context, Result, get_entry, run_entry
 
-__all__ = ["DEFAULT", "FULL", "SMOKE", "EFFECTS", "ENTRIES", "FULL_BOARD_COMMAND", "FULL_BOARD_SEEDS", "FULL_BOARD_STRATEGIES",
-           "Context", "Leaderboard", "LeaderboardBudget", "Result", "compute_effect", "effects_markdown",
+__all__ = ["DEFAULT", "FULL", "SMOKE", "EFFECTS", "ENTRIES", "FULL_BOARD_COMMAND", "FULL_BOARD_SEEDS",
+           "FULL_BOARD_STRATEGIES", "Context", "Leaderboard", "LeaderboardBudget", "Result", "compute_effect", "effects_markdown",
            "effects_table", "get_entry", "paper_effect", "plot_leaderboard", "preset", "run_leaderboard",
            "run_entry", "stored_board"]
