@@ -30,9 +30,10 @@ def voila_command(view: str, port: int, token: str) -> list[str]:
 
     Preheated kernels: Voila runs the notebook in ``POOL_SIZE`` kernels ahead of any visitor (and
     refills the pool after each page load), so a page opens on an already executed notebook instead
-    of waiting for a kernel to start and import torch.
+    of waiting for a kernel to start and import torch. Voila runs through ``retrlab.dashboards.voila_main``,
+    which keeps a missed zmq wake-up from stalling a page forever.
     """
-    return [sys.executable, "-m", "voila", str(dashboard_path(view)), "--no-browser", "--Voila.ip=127.0.0.1",
+    return [sys.executable, "-m", "retrlab.dashboards.voila_main", str(dashboard_path(view)), "--no-browser", "--Voila.ip=127.0.0.1",
             f"--port={port}", "--Voila.port_retries=0", f"--token={token}", "--strip_sources=True",
             "--show_tracebacks=True", "--template=retrlab", "--preheat_kernel=True", f"--pool_size={POOL_SIZE}"]
 
