@@ -40,6 +40,14 @@ def test_a_robust_gap_with_the_papers_sign_is_reproduced_and_exact():
     assert (row.compared, row.seeds) == ("star vs inbatch", 2)
 
 
+def test_a_robust_gap_on_one_seed_says_so():
+    effect = PaperEffect("A beats B", "star", "inbatch", +0.1, "made up", "02")
+    ahead = measure_effect(board([result("star", 0, 1), result("inbatch", 0, 2)]), effect)
+    behind = measure_effect(board([result("star", 0, 4), result("inbatch", 0, 1)]), effect)
+    assert (ahead.seeds, ahead.spread, ahead.robust) == (1, 0.0, True)
+    assert (ahead.verdict, behind.verdict) == ("reproduced (one seed)", "opposite (one seed)")
+
+
 def test_a_robust_gap_the_other_way_is_opposite():
     effect = PaperEffect("A beats B", "star", "inbatch", +0.1, "made up", "02")
     rows = [result("star", s, 4) for s in (0, 1)] + [result("inbatch", s, 1) for s in (0, 1)]

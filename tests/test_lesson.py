@@ -90,11 +90,11 @@ def test_variants_effect_is_the_papers_row_on_their_runs(toy_data, monkeypatch):
     variants.add("in-batch", {"q4": {"s1": 2.0, "s3": 1.0}, "q5": {"s3": 2.0, "s1": 1.0}})  # RR 0.5, 0.5
     row = variants.effect("star", "STAR", "in-batch")
     assert row.gap == 0.5 and (row.low, row.high) == (0.5, 0.5) and row.seeds == 1 and row.spread == 0.0
-    assert row.verdict == "reproduced" and row.compared == "STAR vs in-batch" and row.effect.notebook == "02"
+    assert row.verdict == "reproduced (one seed)" and row.compared == "STAR vs in-batch" and row.effect.notebook == "02"
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
     variants.effect("star", "STAR", "in-batch")
-    assert "| STAR vs in-batch | +0.500 | [+0.500, +0.500] | 1, ±0.000 | reproduced" in shown[0]
+    assert "| STAR vs in-batch | +0.500 | [+0.500, +0.500] | 1, ±0.000 | reproduced (one seed): robust gap" in shown[0]
 def _result(runs: dict) -> ProtocolResult:
     return ProtocolResult(runs=runs)
 

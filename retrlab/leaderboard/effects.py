@@ -10,7 +10,9 @@ same pair is two rows, so the effect becomes our gap with its noise:
 * **seed spread** — the two rows' standard deviations over seeds, added;
 * **verdict** — ``reproduced`` (robust gap with the paper's sign), ``opposite`` (robust gap with the
   other sign) or ``not reproduced`` (within noise), and the measured quantity that explains it:
-  the noise itself, or how many hidden positives the method's negatives held.
+  the noise itself, or how many hidden positives the method's negatives held. With one seed a robust
+  gap reads ``reproduced (one seed)`` or ``opposite (one seed)``: the bootstrap says the gap is not
+  query noise, but the seed spread — on the full board as large as many gaps — was not measured.
 
 The paper gaps are MS MARCO passage dev MRR@10 (DPR's is NQ top-20 accuracy), from the tables named
 in ``source``; docs/methods.md gives each method's numbers.
@@ -63,7 +65,7 @@ class EffectRow:
     high: float
     spread: float  # the two rows' seed standard deviations, added (0 for a single seed)
     robust: bool  # interval excludes 0 and |gap| > spread
-    verdict: str  # "reproduced", "opposite" or "not reproduced"
+    verdict: str  # "reproduced", "opposite" or "not reproduced"; a robust gap on one seed adds " (one seed)"
     because: str  # the measured reason
 
     @property
@@ -118,9 +120,11 @@ def compute_effect(effect: PaperEffect, method_runs: list[dict], baseline_runs: 
     comparison = paired_bootstrap(_average(per_method), _average(per_baseline), a=a, b=b, measure=measure)
     gap, spread = comparison.difference, _seed_std(per_method) + _seed_std(per_baseline)
     robust = comparison.robust(spread)
-    verdict = "not reproduced" if not robust else ("reproduced" if gap * effect.paper_gap > 0 else "opposite")
-    reason = _reason(gap, comparison.low, comparison.high, spread, robust, {a: fn_method, b: fn_baseline})
     seeds = min(len(method_runs), len(baseline_runs))
+    verdict = "not reproduced" if not robust else ("reproduced" if gap * effect.paper_gap > 0 else "opposite")
+    if robust and seeds < 2:
+        verdict += " (one seed)"  # the seed spread, unmeasured, may be as large as the gap
+    reason = _reason(gap, comparison.low, comparison.high, spread, robust, {a: fn_method, b: fn_baseline})
     return EffectRow(effect, f"{a} vs {b}", seeds, gap, comparison.low, comparison.high, spread, robust, verdict,
                      reason)
 
