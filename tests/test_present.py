@@ -179,8 +179,8 @@ def browser_test(test):
     missing = missing_browser_tools()
     skip = pytest.mark.skipif(missing is not None, reason=str(missing))
     # one rerun, a fresh server, for a slow shared machine. The stalled pages seen until 2026-11-30 (a
-    # kernel's reply never read, 3-4 pages in 20) were a missed zmq wake-up, fixed in
-    # retrlab.dashboards.voila_main and tested above; none stalled in 24 runs after the fix
+    # kernel's reply never read: 15 of 91 runs) were a missed zmq wake-up, fixed in
+    # retrlab.dashboards.voila_main and tested above; 0 of 24 runs stalled after the fix
     rerun = pytest.mark.flaky(reruns=1)
     return pytest.mark.notebook(pytest.mark.browser(rerun(skip(test))))
 
