@@ -32,6 +32,7 @@ import hashlib
 import json
 import pickle
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -243,9 +244,21 @@ class Checkpoint:
     state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+_VOCABULARY_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def vocabulary_key(tokenizer) -> str:
+    """8 hex digits naming a tokenizer's vocabulary; computed once per tokenizer object (hashing
+    MiniLM's 30k entries takes about 40 ms, and a study names dozens of checkpoints)."""
+    if tokenizer not in _VOCABULARY_KEYS:
+        vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
+        _VOCABULARY_KEYS[tokenizer] = hashlib.sha1(vocab.encode()).hexdigest()[:8]
+    return _VOCABULARY_KEYS[tokenizer]
+
+
 def checkpoint_name(method: str, steps: int, seed: int, tokenizer, model: ModelKey, smoke: bool = False) -> str:
     """Cache key: method, budget, seed, model config and vocabulary (smoke runs apart)."""
-    vocab = hashlib.sha1(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:8]
+    vocab = vocabulary_key(tokenizer)
     return (f"pretraining/{PRETRAINING_VERSION}-{method}-steps{steps}-seed{seed}-{model.key()}-{vocab}"
             + ("-smoke" if smoke else ""))
 

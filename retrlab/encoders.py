@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import json
 import numbers
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,25 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     """Indices grouped into batches of similar length, longest first (least padding)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+_TOKEN_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> {call: ids}, newest last
+TOKEN_IDS_KEPT = 4  # tokenizations remembered per tokenizer
+
+
+def token_ids(tokenizer, texts: list[str], max_length: int | None = None,
+              special_tokens: bool = True) -> list[list[int]]:
+    """Token ids of ``texts`` (cut at ``max_length`` when given), read-only: the last few calls per
+    tokenizer are remembered. Evaluation re-encodes the same corpus after every training run, and the
+    model changes but the ids do not; tokenizing it again cost as much as encoding it with a small model."""
+    memo = _TOKEN_IDS.setdefault(tokenizer, {})
+    key = (max_length, special_tokens, tokenizer.truncation_side, tuple(texts))
+    if key not in memo:
+        if len(memo) >= TOKEN_IDS_KEPT:
+            memo.pop(next(iter(memo)))  # the oldest
+        memo[key] = tokenizer(list(texts), truncation=max_length is not None, max_length=max_length,
+                              add_special_tokens=special_tokens)["input_ids"]
+    return memo[key]
 
 
 class TokenLimit:
@@ -208,7 +228,7 @@ class BiEncoder(torch.nn.Module):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        ids = self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        ids = token_ids(self.tokenizer, texts, max_length)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         was_training = model.training
         model.eval()

@@ -3,7 +3,8 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from retrlab.encoders import BiEncoder, length_sorted_batches, minilm_path, pool
+from retrlab import encoders
+from retrlab.encoders import BiEncoder, length_sorted_batches, minilm_path, pool, token_ids
 
 TEXTS = ["hello world", "Anarchism: a political philosophy and movement " * 12,
          "Cats sleep a lot.", "A", "The quick brown fox jumps over the lazy dog."]
@@ -21,6 +22,23 @@ def test_mean_pooling_ignores_padding():
 def test_length_sorted_batches_cover_every_index_once():
     batches = length_sorted_batches([3, 9, 1, 7, 5], batch_size=2)
     assert batches == [[1, 3], [4, 0], [2]]
+
+
+def test_token_ids_are_the_tokenizers_own_and_remember_only_the_last_calls(_minilm, monkeypatch):
+    tok = _minilm.tokenizer
+    cut = token_ids(tok, TEXTS, 8)
+    assert cut == tok(TEXTS, truncation=True, max_length=8)["input_ids"] and max(map(len, cut)) == 8
+    uncut = token_ids(tok, TEXTS)
+    assert uncut == tok(TEXTS)["input_ids"] and len(uncut[1]) == 110  # 12 x 9 tokens, [CLS] and [SEP]
+    assert token_ids(tok, TEXTS, special_tokens=False) == tok(TEXTS, add_special_tokens=False)["input_ids"]
+    calls = []
+    monkeypatch.setattr(type(tok), "__call__", lambda self, *a, **k: calls.append(a) or {"input_ids": [[0]]})
+    assert token_ids(tok, list(TEXTS), 8) is cut and not calls  # the same call again: remembered, not re-run
+    for n in range(1, encoders.TOKEN_IDS_KEPT + 1):  # newer calls push the oldest out
+        token_ids(tok, TEXTS[:n], 8)
+    assert len(calls) == encoders.TOKEN_IDS_KEPT
+    token_ids(tok, TEXTS, 8)
+    assert len(calls) == encoders.TOKEN_IDS_KEPT + 1
 
 
 @pytest.mark.parametrize("max_length", [128, 16])

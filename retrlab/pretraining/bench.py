@@ -41,6 +41,7 @@ words and days of TPU. Expect small effects and say so.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import random
@@ -125,7 +126,14 @@ def bench_tokenizer(data: RetrievalData, vocab_size: int = 4000) -> PreTrainedTo
     fingerprint = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:10]
     folder = cached_dir(f"pretraining/tokenizer-{vocab_size}-{fingerprint}",
                         lambda tmp: train_wordpiece(texts, vocab_size).save_pretrained(tmp))
-    return PreTrainedTokenizerFast.from_pretrained(str(folder))
+    return _read_tokenizer(str(folder))
+
+
+@functools.cache
+def _read_tokenizer(folder: str) -> PreTrainedTokenizerFast:
+    """One tokenizer object per cached folder and process: reading it takes about 50 ms, and a study asks
+    for it dozens of times (one object also lets ``token_ids`` remember its tokenizations)."""
+    return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
 # --- models ---------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ in this protocol (CPU budget).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -74,7 +75,9 @@ class ContinuedBudget:
                               lr=self.lr, seed=seed)
 
 
+@functools.cache
 def minilm_tokenizer():
+    """MiniLM's WordPiece tokenizer, read once per process (every continued row and checkpoint uses it)."""
     return AutoTokenizer.from_pretrained(minilm_path())
 
 

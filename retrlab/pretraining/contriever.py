@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertForMaskedLM, BertModel
 
-from retrlab.encoders import pool
+from retrlab.encoders import pool, token_ids
 from retrlab.losses import info_nce_loss, listwise_loss
 from retrlab.artifacts import Checkpoint, cached_pretraining
 from retrlab.pretraining.bench import PretrainConfig, TinyConfig, as_biencoder, new_mlm, pretrain
@@ -229,7 +229,7 @@ class ContrieverLoss:
                              f"{pretrain_config.batch_size}")
         self.tokenizer, self.mode, self.config, self.tiny = tokenizer, mode, config, tiny
         self.batch_size, self.tau = pretrain_config.batch_size, pretrain_config.tau
-        encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        encoded = token_ids(tokenizer, texts, special_tokens=False)  # the whole texts: crops come from anywhere
         self.tokens = [ids for ids in encoded if ids]  # an empty text has nothing to crop
         if len(self.tokens) < self.batch_size:
             raise ValueError(f"{len(self.tokens)} non-empty texts, fewer than a batch of {self.batch_size}")
