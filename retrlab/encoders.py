@@ -106,6 +106,7 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
 
 _TOKEN_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> {call: ids}, newest last
 TOKEN_IDS_KEPT = 4  # tokenizations remembered per tokenizer
+TOKEN_IDS_MAX_TEXTS = 20_000  # a larger call is tokenized but not remembered (a big corpus's ids take GBs)
 
 
 def token_ids(tokenizer, texts: list[str], max_length: int | None = None,
@@ -113,13 +114,18 @@ def token_ids(tokenizer, texts: list[str], max_length: int | None = None,
     """Token ids of ``texts`` (cut at ``max_length`` when given), read-only: the last few calls per
     tokenizer are remembered. Evaluation re-encodes the same corpus after every training run, and the
     model changes but the ids do not; tokenizing it again cost as much as encoding it with a small model."""
+    def tokenize() -> list[list[int]]:
+        return tokenizer(list(texts), truncation=max_length is not None, max_length=max_length,
+                         add_special_tokens=special_tokens)["input_ids"]
+
+    if len(texts) > TOKEN_IDS_MAX_TEXTS:
+        return tokenize()
     memo = _TOKEN_IDS.setdefault(tokenizer, {})
     key = (max_length, special_tokens, tokenizer.truncation_side, tuple(texts))
     if key not in memo:
         if len(memo) >= TOKEN_IDS_KEPT:
             memo.pop(next(iter(memo)))  # the oldest
-        memo[key] = tokenizer(list(texts), truncation=max_length is not None, max_length=max_length,
-                              add_special_tokens=special_tokens)["input_ids"]
+        memo[key] = tokenize()
     return memo[key]
 
 

@@ -39,6 +39,9 @@ def test_token_ids_are_the_tokenizers_own_and_remember_only_the_last_calls(_mini
     assert len(calls) == encoders.TOKEN_IDS_KEPT
     token_ids(tok, TEXTS, 8)
     assert len(calls) == encoders.TOKEN_IDS_KEPT + 1
+    monkeypatch.setattr(encoders, "TOKEN_IDS_MAX_TEXTS", 2)  # a call over the limit is never remembered
+    token_ids(tok, TEXTS[:3], 8), token_ids(tok, TEXTS[:3], 8)
+    assert len(calls) == encoders.TOKEN_IDS_KEPT + 3
 
 
 @pytest.mark.parametrize("max_length", [128, 16])
