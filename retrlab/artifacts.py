@@ -14,6 +14,8 @@ calls load it from ``$RETRLAB_HOME`` in seconds.
 * ``cross_encoder(data, smoke=...)`` — the cross-encoder RocketQA (05) and AR2 (06) share: MiniLM and
   a new head trained on warm-up-pool negatives (``retrlab.rerank.train_cross_encoder``); its folder
   also holds its dev re-ranking report (``cross_encoder_report``).
+* ``prepare(data, smoke=...)`` — all of the above and zero-shot MiniLM's corpus vectors, built ahead
+  (``retrlab prepare``): a classroom builds them once before the lesson, not inside notebook 05.
 
 * ``cached_pretraining(method, build, steps, seed, tokenizer, model)`` — a pretraining checkpoint
   (``Checkpoint``: the MLM model, its history, extra tensors such as a head or a decoder), one folder
@@ -224,6 +226,43 @@ def cross_encoder_report(data: RetrievalData, *, smoke: bool,
                          budget: CrossEncoderBudget | None = None, warmup=None) -> dict:
     """The dev re-ranking report written when the cached cross-encoder was built."""
     return load_json(cross_encoder_folder(data, smoke=smoke, budget=budget, warmup=warmup) / "report.json")
+
+
+# --- everything the negatives notebooks share, built ahead ----------------------------------------
+def zero_shot_vectors(data: RetrievalData, split: str, max_length: int):
+    """Zero-shot MiniLM's vectors of ``split``'s search corpus at ``max_length`` tokens, cached under the
+    key notebooks 00, 01, 05, 07 and 15 read (``evaluation.cached_corpus_embeddings``)."""
+    from retrlab.evaluation import cached_corpus_embeddings
+
+    model = BiEncoder.minilm(passage_max_length=max_length)
+    return cached_corpus_embeddings(model, "minilm", data, data.search_pids(split))
+
+
+def prepare(data: RetrievalData, *, smoke: bool, progress: bool = True) -> dict[str, float]:
+    """Build (or find cached) every artifact the negatives notebooks share; seconds per artifact.
+
+    Cold, notebooks 05 and 06 spend about three of their minutes building the warm-up retriever, its
+    pool and the cross-encoder before their own lesson starts (docs/TIMINGS.md). Building them ahead,
+    once per cache folder (``retrlab prepare``, about four minutes on 2 cores), leaves each notebook
+    its own work only. The artifacts are the very ones the notebooks would build: same functions, keys.
+    """
+    from tqdm.auto import tqdm
+
+    length, quickstart = (48, 64) if smoke else (64, 128)  # passage tokens: notebooks 01-07, and 00
+    steps = {
+        "zero-shot MiniLM vectors (train, test)": lambda: [zero_shot_vectors(data, split, length)
+                                                           for split in ("train", "test") if data.qids(split)],
+        "zero-shot MiniLM vectors (test, quickstart)": lambda: zero_shot_vectors(data, "test", quickstart),
+        "warm-up retriever and its pool": lambda: warmup_pool(data, smoke=smoke),
+        "STAR retriever": lambda: star_retriever(data, smoke=smoke),
+        "cross-encoder": lambda: cross_encoder_folder(data, smoke=smoke),
+    }
+    seconds = {}
+    for name, build in tqdm(steps.items(), desc="prepare", disable=not progress):
+        started = time.perf_counter()
+        build()
+        seconds[name] = time.perf_counter() - started
+    return seconds
 
 
 # --- pretraining checkpoints and study results ----------------------------------------------------

@@ -88,3 +88,27 @@ def test_leaderboard_and_run_print_a_table_and_save_json_and_plot(tmp_path, monk
     one = Leaderboard.load(tmp_path / "one")
     assert [(r.strategy, r.seed) for r in one.results] == [("simans", 3)] and one.budget.batch_size == 2
     assert one.results[0].negatives == 2 * 2  # smoke: 2 steps x 2 queries x 1 SimANS negative
+
+
+def test_prepare_builds_what_the_notebooks_load_and_a_second_run_builds_nothing(tmp_path, monkeypatch, capsys):
+    from retrlab import artifacts
+    from tests.test_experiments import use_tiny_models
+
+    use_tiny_models(monkeypatch, tmp_path / "home")  # tiny random models on the toy data: seconds
+    monkeypatch.setattr("retrlab.data.load_wikicar", lambda seed=0: make_toy_data())
+    tiny = artifacts.Budget(steps=1, batch_size=2, max_length=32)  # the toy data has 4 train queries
+    monkeypatch.setitem(artifacts.WARMUP_BUDGET, False, tiny)
+    monkeypatch.setitem(artifacts.STAR_BUDGET, False, tiny)
+    monkeypatch.setitem(artifacts.CE_BUDGET, False, artifacts.CE_BUDGET[True])
+    assert main(["prepare"]) == 0
+    out = capsys.readouterr().out
+    for built in ("building the warm-up retriever", "mining the warm-up pool", "building the STAR retriever",
+                  "building the cross-encoder", "every shared artifact ready"):
+        assert built in out
+    assert len(list((tmp_path / "home" / "embeddings").glob("minilm-*.npy"))) == 3  # train, test; test at 128
+    assert main(["prepare"]) == 0
+    assert "building" not in capsys.readouterr().out  # all cached now
+    data = make_toy_data()  # what notebooks 02-06 call finds it all built: nothing printed, nothing trained
+    artifacts.warmup_pool(data, smoke=False), artifacts.star_retriever(data, smoke=False)
+    artifacts.cross_encoder(data, smoke=False)
+    assert capsys.readouterr().out == ""
