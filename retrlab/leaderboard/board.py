@@ -176,8 +176,21 @@ LEADERBOARD_VERSION = "v1"  # bump when an entry's protocol changes, so old cach
 # wiki-car, 60 steps x 16), three seeds each; built by the command below, read by notebooks 01, 02, 05, 07, 14.
 FULL_BOARD_STRATEGIES = ("inbatch", "topk", "simans", "star", "bm25", "rocketqa-hard", "rocketqa-denoised")
 FULL_BOARD_SEEDS = (0, 1, 2)
-FULL_BOARD_COMMAND = ("retrlab leaderboard --full --strategies " + " ".join(FULL_BOARD_STRATEGIES)
-                      + " --seeds " + " ".join(map(str, FULL_BOARD_SEEDS)))
+# ANCE (corpus refreshes), ADORE (STAR's start first) and AR2 (a ranker too) cost more per run: seed 0 only
+FULL_BOARD_ONE_SEED = ("ance", "adore", "ar2")
+
+
+def full_board_command(strategies: tuple[str, ...] | list[str], seeds: tuple[int, ...] | list[int]) -> str:
+    """The command that builds (or completes: it resumes from the cache) these full-board results."""
+    return f"retrlab leaderboard --full --strategies {' '.join(strategies)} --seeds {' '.join(map(str, seeds))}"
+
+
+def full_board_seeds(strategies: tuple[str, ...] | list[str]) -> tuple[int, ...]:
+    """The seeds the full board holds for all of ``strategies``."""
+    return (0,) if set(strategies) & set(FULL_BOARD_ONE_SEED) else FULL_BOARD_SEEDS
+
+
+FULL_BOARD_COMMAND = full_board_command(FULL_BOARD_STRATEGIES, FULL_BOARD_SEEDS)
 
 
 def result_name(data: RetrievalData, budget: LeaderboardBudget, strategy: str, seed: int) -> str:
