@@ -20,8 +20,7 @@ import numpy as np
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import dense_run, encode_corpus, evaluate_run, split_qrels
-from retrlab.leaderboard.board import (FULL_BOARD_SEEDS, FULL_BOARD_STRATEGIES, full_board_command, full_board_seeds,
-                                      stored_board)
+from retrlab.leaderboard.board import FULL_BOARD_SEEDS, FULL_BOARD_STRATEGIES, full_board_command, stored_board
 from retrlab.leaderboard.budget import FULL, LeaderboardBudget
 from retrlab.leaderboard.effects import EffectRow, compute_effect, effects_markdown, effects_table, paper_effect
 from retrlab.negatives.uniform import RecordingSampler
@@ -124,17 +123,16 @@ def full_board(data: RetrievalData | None = None, budget: LeaderboardBudget = FU
     """The *full board* from the cache, or None (printing how to build it).
 
     The full board is the FULL preset (all of wiki-car, 60 steps × batch 16 from the warm-up
-    retriever, τ = 0.05) for ``FULL_BOARD_STRATEGIES`` over ``FULL_BOARD_SEEDS``, and ANCE, ADORE and
-    AR2 over seed 0 (``FULL_BOARD_ONE_SEED``): the largest budget the project runs (docs/RESULTS.md,
-    section 4). It takes over an hour on 2 CPU cores, so no notebook builds it: ``retrlab leaderboard
-    --full`` does, once, caching every (strategy, seed) result, and this reads them (``data``: wiki-car
-    with seed 0 when None). Nothing is trained here.
+    retriever, τ = 0.05) for ``FULL_BOARD_STRATEGIES`` over ``FULL_BOARD_SEEDS``: the largest budget
+    the project runs (docs/RESULTS.md, section 4). It takes over an hour and a half on 2 CPU cores, so
+    no notebook builds it: ``FULL_BOARD_COMMAND`` does, once, caching every (strategy, seed) result,
+    and this reads them (``data``: wiki-car with seed 0 when None). Nothing is trained here.
     """
     from retrlab.data import load_wikicar
 
     board = stored_board(data if data is not None else load_wikicar(seed=0), budget, strategies, seeds)
     if board is None:
-        print("The full board is not in this cache (it is built once, in about an hour on 2 CPU cores, by\n"
+        print("The full board is not in this cache (it is built once, in 1-2 hours on 2 CPU cores, by\n"
               f"    {full_board_command(strategies, seeds)}\nand read here afterwards); docs/RESULTS.md, "
               "section 4, holds the project's run.")
     return board
@@ -144,12 +142,12 @@ def show_full_board_effect(method: str, strategies: tuple[str, ...] | None = Non
                            seeds: tuple[int, ...] | None = None, **where) -> EffectRow | None:
     """Display (as markdown) and return the paper effect of ``method`` on the full board, with both
     rows' mean ± std over seeds; None when they are not cached. ``strategies``: the effect's two by
-    default; ``seeds``: those the full board holds for them; ``where``: ``full_board``'s other arguments
-    (the tests' toy data and budget)."""
+    default; ``seeds``: the full board's; ``where``: ``full_board``'s other arguments (the tests' toy
+    data and budget)."""
     from IPython.display import Markdown, display
 
     strategies = strategies or (method, paper_effect(method).baseline)
-    board = full_board(strategies=strategies, seeds=seeds or full_board_seeds(strategies), **where)
+    board = full_board(strategies=strategies, seeds=seeds or FULL_BOARD_SEEDS, **where)
     if board is None:
         return None
     row = next(r for r in effects_table(board) if r.effect.method == method)

@@ -140,8 +140,8 @@ def test_cached_results_resume_a_run_and_stored_board_reads_them(toy_data, tmp_p
     where = dict(data=toy_data, budget=TOY, seeds=(0, 1))
     assert show_full_board_effect("simans", strategies=("inbatch", "simans"), **where) is None
     assert "retrlab leaderboard --full --strategies inbatch simans --seeds 0 1\n" in capsys.readouterr().out
-    assert show_full_board_effect("ar2", data=toy_data, budget=TOY) is None  # the effect's pair, on seed 0
-    assert "--strategies ar2 ance --seeds 0\n" in capsys.readouterr().out
+    assert show_full_board_effect("ar2", data=toy_data, budget=TOY) is None  # the effect's pair, every seed
+    assert "--strategies ar2 ance --seeds 0 1 2\n" in capsys.readouterr().out
     run_leaderboard(toy_data, TOY, ["simans"], seeds=(0, 1), progress=False, cache=True)
     row = show_full_board_effect("simans", strategies=("simans", *pair), **where)
     expected = next(r for r in effects_table(stored_board(toy_data, TOY, ["simans", *pair], [0, 1]))

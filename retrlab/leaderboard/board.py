@@ -172,22 +172,16 @@ def reference_results(ctx: Context, strategies: list[str]) -> list[Result]:
 
 
 LEADERBOARD_VERSION = "v1"  # bump when an entry's protocol changes, so old cached results are not reused
-# The full board: the strategies whose runs fit about an hour on 2 cores at the FULL preset (all of
-# wiki-car, 60 steps x 16), three seeds each; built by the command below, read by notebooks 01, 02, 05, 07, 14.
-FULL_BOARD_STRATEGIES = ("inbatch", "topk", "simans", "star", "bm25", "rocketqa-hard", "rocketqa-denoised")
+# The full board: every strategy at the FULL preset (all of wiki-car, 60 steps x 16), three seeds each
+# (about 1 h 40 min on 2 cores); built by the command below, read by notebooks 01, 02, 03, 05, 06, 07, 14.
+FULL_BOARD_STRATEGIES = ("inbatch", "topk", "simans", "star", "bm25", "rocketqa-hard", "rocketqa-denoised",
+                         "ance", "adore", "ar2")
 FULL_BOARD_SEEDS = (0, 1, 2)
-# ANCE (corpus refreshes), ADORE (STAR's start first) and AR2 (a ranker too) cost more per run: seed 0 only
-FULL_BOARD_ONE_SEED = ("ance", "adore", "ar2")
 
 
 def full_board_command(strategies: tuple[str, ...] | list[str], seeds: tuple[int, ...] | list[int]) -> str:
     """The command that builds (or completes: it resumes from the cache) these full-board results."""
     return f"retrlab leaderboard --full --strategies {' '.join(strategies)} --seeds {' '.join(map(str, seeds))}"
-
-
-def full_board_seeds(strategies: tuple[str, ...] | list[str]) -> tuple[int, ...]:
-    """The seeds the full board holds for all of ``strategies``."""
-    return (0,) if set(strategies) & set(FULL_BOARD_ONE_SEED) else FULL_BOARD_SEEDS
 
 
 FULL_BOARD_COMMAND = full_board_command(FULL_BOARD_STRATEGIES, FULL_BOARD_SEEDS)
