@@ -95,7 +95,7 @@ def warmup_retriever(data: RetrievalData, *, smoke: bool, budget: Budget | None 
 
     def build(folder: Path) -> None:
         print(f"building the warm-up retriever (MiniLM + BM25 negatives, {budget.steps} steps × "
-              f"batch {budget.batch_size}); cached for later calls")
+              f"batch {budget.batch_size}); cached for later calls (`retrlab prepare` builds it ahead)")
         from retrlab.negatives.uniform import uniform_from_pool
 
         model = BiEncoder.minilm(passage_max_length=budget.max_length)
@@ -138,7 +138,7 @@ def warmup_pool(data: RetrievalData, depth: int = 200, *, smoke: bool,
         return load_pool(path)
     model = warmup_retriever(data, smoke=smoke, budget=budget)
     print(f"mining the warm-up pool: top-{depth} of {len(data.search_pids('train'))} train passages "
-          f"for {len(data.qids('train'))} queries; cached for later calls")
+          f"for {len(data.qids('train'))} queries; cached for later calls (`retrlab prepare` builds it ahead)")
     pool = dense_pool(model, data, "train", depth=depth, source="warm-up")
     seal(save_pool(pool, path))
     return pool
@@ -159,7 +159,8 @@ def star_retriever(data: RetrievalData, *, smoke: bool, budget: Budget | None = 
         model = warmup_retriever(data, smoke=smoke, budget=warmup)
         pool = warmup_pool(data, smoke=smoke, budget=warmup)
         print(f"building the STAR retriever (warm-up model + static hard and random negatives, "
-              f"{budget.steps} steps × batch {budget.batch_size}); cached for later calls")
+              f"{budget.steps} steps × batch {budget.batch_size}); cached for later calls "
+              "(`retrlab prepare` builds it ahead)")
         train_star(model, data, pool, budget.config(), progress=False)
         model.save_pretrained(folder)
 
@@ -199,8 +200,8 @@ def cross_encoder_folder(data: RetrievalData, *, smoke: bool, budget: CrossEncod
         else:
             pool = warmup_pool(data, smoke=smoke, budget=warmup)
         print(f"building the cross-encoder (MiniLM + {budget.head} head, {budget.steps} steps × "
-              f"{budget.batch_size} "
-              f"queries × {1 + budget.negatives} pairs); cached for later calls")
+              f"{budget.batch_size} queries × {1 + budget.negatives} pairs); cached for later calls "
+              "(`retrlab prepare` builds it ahead)")
         started = time.perf_counter()
         model = CrossEncoder.minilm(max_length=budget.max_length, head=budget.head)
         history = train_cross_encoder(model, data, pool, budget, progress)
