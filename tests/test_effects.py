@@ -46,6 +46,12 @@ def test_a_robust_gap_on_one_seed_says_so():
     behind = measure_effect(board([result("star", 0, 4), result("inbatch", 0, 1)]), effect)
     assert (ahead.seeds, ahead.spread, ahead.robust) == (1, 0.0, True)
     assert (ahead.verdict, behind.verdict) == ("reproduced (one seed)", "opposite (one seed)")
+    # three seeds against an untrained start (one run, like ADORE's STAR start): the spread is measured
+    adore = PaperEffect("A improves its start", "adore", "STAR (ADORE's start)", +0.1, "made up", "04")
+    start = Leaderboard(TOY, [result("adore", s, 1) for s in (0, 1, 2)], [result("STAR (ADORE's start)", None, 2)],
+                        qrels=QRELS)
+    row = measure_effect(start, adore)
+    assert (row.seeds, row.verdict) == (3, "reproduced")
 
 
 def test_a_robust_gap_the_other_way_is_opposite():

@@ -111,6 +111,8 @@ def compute_effect(effect: PaperEffect, method_runs: list[dict], baseline_runs: 
     The gap and its interval use the per-query scores averaged over seeds (paired bootstrap over
     queries); the spread adds the two systems' standard deviations over seeds. ``fn_*`` are the
     shares of hidden positives among the negatives each trained on, quoted as the reason of a robust gap.
+    A robust gap reads "(one seed)" only when both systems ran once: one run beside several is an
+    untrained reference (ADORE's STAR start), which no training seed moves.
     """
     if not method_runs or not baseline_runs:
         raise ValueError(f"{effect.name}: need at least one run of each system")
@@ -120,7 +122,7 @@ def compute_effect(effect: PaperEffect, method_runs: list[dict], baseline_runs: 
     comparison = paired_bootstrap(_average(per_method), _average(per_baseline), a=a, b=b, measure=measure)
     gap, spread = comparison.difference, _seed_std(per_method) + _seed_std(per_baseline)
     robust = comparison.robust(spread)
-    seeds = min(len(method_runs), len(baseline_runs))
+    seeds = max(len(method_runs), len(baseline_runs))
     verdict = "not reproduced" if not robust else ("reproduced" if gap * effect.paper_gap > 0 else "opposite")
     if robust and seeds < 2:
         verdict += " (one seed)"  # the seed spread, unmeasured, may be as large as the gap
