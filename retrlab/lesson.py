@@ -23,6 +23,7 @@ from retrlab.evaluation import dense_run, encode_corpus, evaluate_run, split_qre
 from retrlab.leaderboard.board import FULL_BOARD_SEEDS, FULL_BOARD_STRATEGIES, full_board_command, stored_board
 from retrlab.leaderboard.budget import FULL, LeaderboardBudget
 from retrlab.leaderboard.effects import EffectRow, compute_effect, effects_markdown, effects_table, paper_effect
+from retrlab.leaderboard.entries import ENTRIES
 from retrlab.negatives.uniform import RecordingSampler
 from retrlab.stats import Comparison, compare_runs
 from retrlab.train import History, Sampler
@@ -142,18 +143,22 @@ def show_full_board_effect(method: str, strategies: tuple[str, ...] | None = Non
                            seeds: tuple[int, ...] | None = None, **where) -> EffectRow | None:
     """Display (as markdown) and return the paper effect of ``method`` on the full board, with both
     rows' mean ± std over seeds; None when they are not cached. ``strategies``: the effect's two by
-    default; ``seeds``: the full board's; ``where``: ``full_board``'s other arguments (the tests' toy
+    default (a reference row such as ADORE's STAR start comes with the board); ``seeds``: the full board's; ``where``: ``full_board``'s other arguments (the tests' toy
     data and budget)."""
     from IPython.display import Markdown, display
 
-    strategies = strategies or (method, paper_effect(method).baseline)
+    strategies = strategies or tuple(n for n in (method, paper_effect(method).baseline) if n in ENTRIES)
     board = full_board(strategies=strategies, seeds=seeds or FULL_BOARD_SEEDS, **where)
     if board is None:
         return None
     row = next(r for r in effects_table(board) if r.effect.method == method)
     for name in (method, row.effect.baseline):
         scores = board.scores(name)
-        print(f"{name:>18}: test MRR@10 {scores.mean():.3f} ± {scores.std(ddof=1):.3f} over seeds {board.seeds()}")
+        if len(scores) > 1:
+            spread = f"± {scores.std(ddof=1):.3f} over seeds {board.seeds()}"
+        else:  # a reference row (ADORE's STAR start) is a fixed model: no training seed moves it
+            spread = "(a fixed model, evaluated once)" if name not in ENTRIES else f"(seed {board.seeds()[0]} only)"
+        print(f"{name:>18}: test MRR@10 {scores.mean():.3f} {spread}")
     display(Markdown(effects_markdown([row])))
     return row
 

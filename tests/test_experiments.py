@@ -130,7 +130,9 @@ def test_cached_results_resume_a_run_and_stored_board_reads_them(toy_data, tmp_p
     assert [r.run for r in both.rows("inbatch")] == [r.run for r in first.rows("inbatch")]
     stored = stored_board(toy_data, TOY, ["inbatch", "topk"], [0, 1])
     assert [asdict(r) for r in stored.results] == [asdict(r) for r in both.results]
-    assert stored.references == [] and stored.qrels == both.qrels
+    assert stored.qrels == both.qrels  # the reference rows were stored by the first run, untrained: the same
+    assert [(r.strategy, r.metrics, r.run) for r in stored.references] == [
+        (r.strategy, r.metrics, r.run) for r in both.references] and len(stored.references) == 2
     assert stored_board(toy_data, dataclasses.replace(TOY, steps=3), ["inbatch"], [0]) is None  # budget in the key
     assert FULL_BOARD_COMMAND.startswith("retrlab leaderboard --full --strategies inbatch topk simans star")
     assert set(FULL_BOARD_STRATEGIES) <= set(ENTRIES)
@@ -148,6 +150,11 @@ def test_cached_results_resume_a_run_and_stored_board_reads_them(toy_data, tmp_p
                     if r.effect.method == "simans")
     assert (row.gap, row.low, row.high, row.verdict) == (expected.gap, expected.low, expected.high, expected.verdict)
     assert row.seeds == 2 and "topk: test MRR@10" in capsys.readouterr().out
+    # ADORE's baseline is a reference row (its STAR start), stored by the run that trained ADORE
+    run_leaderboard(toy_data, TOY, ["adore"], seeds=(0, 1), progress=False, cache=True)
+    adore = show_full_board_effect("adore", **where)
+    assert (adore.compared, adore.seeds) == ("adore vs STAR (ADORE's start)", 2)
+    assert "STAR (ADORE's start): test MRR@10" in (out := capsys.readouterr().out) and "a fixed model" in out
 
 
 def fake(name: str, seed: int | None, scores: list[float]) -> Result:

@@ -155,18 +155,21 @@ def _title(name: str) -> str:
     return ENTRIES[name].title if name in ENTRIES else name
 
 
+REFERENCE_ROWS = ("warm-up (start)", "STAR (ADORE's start)", "BM25")  # untrained rows; STAR's when ADORE ran
+
+
 def reference_results(ctx: Context, strategies: list[str]) -> list[Result]:
     """Untrained rows to read the table against: the warm-up start, STAR (ADORE's start), BM25."""
-    rows = [("warm-up (start)", ctx.fresh(ctx.warmup), None)]
+    rows = [(REFERENCE_ROWS[0], ctx.fresh(ctx.warmup), None)]
     if "adore" in strategies:
-        rows.append(("STAR (ADORE's start)", ctx.fresh(ctx.star), ctx.star_vectors["test"]))
+        rows.append((REFERENCE_ROWS[1], ctx.fresh(ctx.star), ctx.star_vectors["test"]))
     out = []
     for name, model, vectors in rows:
         metrics, run, seconds = measure(ctx, model, vectors)
         out.append(Result(name, None, metrics, run, None, 0, 0.0, seconds, 0, "-"))
     started = time.perf_counter()
     run = bm25_run(ctx.data, "test", k=20)
-    out.append(Result("BM25", None, evaluate_run(run, ctx.data, "test", LEADERBOARD_MEASURES), run, None, 0, 0.0,
+    out.append(Result(REFERENCE_ROWS[2], None, evaluate_run(run, ctx.data, "test", LEADERBOARD_MEASURES), run, None, 0, 0.0,
                       time.perf_counter() - started, 0, "-"))
     return out
 
@@ -187,10 +190,20 @@ def full_board_command(strategies: tuple[str, ...] | list[str], seeds: tuple[int
 FULL_BOARD_COMMAND = full_board_command(FULL_BOARD_STRATEGIES, FULL_BOARD_SEEDS)
 
 
-def result_name(data: RetrievalData, budget: LeaderboardBudget, strategy: str, seed: int) -> str:
-    """Cache name of one (strategy, seed) result: the data's fingerprint and the whole budget in the key."""
+def board_key(data: RetrievalData, budget: LeaderboardBudget) -> str:
+    """Cache folder of one board's results: the data's fingerprint and the whole budget in the key."""
     budget_key = hashlib.sha1(json.dumps(budget.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
-    return f"leaderboard/{LEADERBOARD_VERSION}-{fingerprint(data)}-{budget_key}/{strategy}-seed{seed}"
+    return f"leaderboard/{LEADERBOARD_VERSION}-{fingerprint(data)}-{budget_key}"
+
+
+def result_name(data: RetrievalData, budget: LeaderboardBudget, strategy: str, seed: int) -> str:
+    """Cache name of one (strategy, seed) result."""
+    return f"{board_key(data, budget)}/{strategy}-seed{seed}"
+
+
+def reference_name(data: RetrievalData, budget: LeaderboardBudget, reference: str) -> str:
+    """Cache name of one untrained reference row (``REFERENCE_ROWS``)."""
+    return f"{board_key(data, budget)}/reference-{REFERENCE_ROWS.index(reference)}"
 
 
 def _result(data: RetrievalData, budget: LeaderboardBudget, name: str, seed: int, ctx: Context,
@@ -205,14 +218,23 @@ def _result(data: RetrievalData, budget: LeaderboardBudget, name: str, seed: int
 def stored_board(data: RetrievalData, budget: LeaderboardBudget, strategies: tuple[str, ...] | list[str],
                  seeds: tuple[int, ...] | list[int]) -> Leaderboard | None:
     """The leaderboard of ``strategies`` × ``seeds`` from cached results only (``run_leaderboard(...,
-    cache=True)`` stored them), or None when any is missing. Nothing is trained; the board has no
-    reference rows, and its ``wall_seconds`` is the training and evaluation time the results record."""
-    folders = [home() / "results" / result_name(data, budget, n, s) for n in strategies for s in seeds]
-    if not all(f.is_dir() and intact(f) for f in folders):
+    cache=True)`` stored them), or None when any is missing. Nothing is trained; the board holds the
+    reference rows that run stored, and its ``wall_seconds`` is the training and evaluation time the
+    results record."""
+    def stored(name: str) -> Path:
+        return home() / "results" / name
+
+    def held(folder: Path) -> bool:
+        return folder.is_dir() and intact(folder)
+
+    folders = [stored(result_name(data, budget, n, s)) for n in strategies for s in seeds]
+    if not all(held(f) for f in folders):
         return None
     results = [Result(**load_json(f / "result.json")) for f in folders]
+    references = [Result(**load_json(f / "result.json")) for f in
+                  (stored(reference_name(data, budget, r)) for r in REFERENCE_ROWS) if held(f)]
     spent = sum(r.train_seconds + r.eval_seconds for r in results)
-    return Leaderboard(budget, results, [], {}, spent, split_qrels(budget.narrow(data), "test"))
+    return Leaderboard(budget, results, references, {}, spent, split_qrels(budget.narrow(data), "test"))
 
 
 def run_leaderboard(data: RetrievalData, budget: LeaderboardBudget, strategies: list[str] | None = None,
@@ -220,7 +242,8 @@ def run_leaderboard(data: RetrievalData, budget: LeaderboardBudget, strategies: 
                     cache: bool = False) -> Leaderboard:
     """Every strategy × seed on one budget (shared artifacts built once), plus the reference rows.
 
-    ``cache``: load each (strategy, seed) result already cached, and cache each one trained here.
+    ``cache``: load each (strategy, seed) result already cached, and cache each one trained here, and
+    the reference rows (``stored_board`` reads them back).
     """
     names = list(strategies) if strategies else list(ENTRIES)
     for name in names:
@@ -238,6 +261,8 @@ def run_leaderboard(data: RetrievalData, budget: LeaderboardBudget, strategies: 
             bar.update(1)
     bar.close()
     references = reference_results(ctx, names)
+    for row in references if cache else []:  # untrained, so the same every run: stored once
+        cached_result(reference_name(data, budget, row.strategy), lambda row=row: asdict(row))
     return Leaderboard(budget, results, references, dict(ctx.prep_seconds), time.perf_counter() - started,
                        split_qrels(ctx.data, "test"), ctx.ranker_notes())
 
