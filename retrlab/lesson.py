@@ -143,8 +143,8 @@ def show_full_board_effect(method: str, strategies: tuple[str, ...] | None = Non
                            seeds: tuple[int, ...] | None = None, **where) -> EffectRow | None:
     """Display (as markdown) and return the paper effect of ``method`` on the full board, with both
     rows' mean ± std over seeds; None when they are not cached. ``strategies``: the effect's two by
-    default (a reference row such as ADORE's STAR start comes with the board); ``seeds``: the full board's; ``where``: ``full_board``'s other arguments (the tests' toy
-    data and budget)."""
+    default (a reference row such as ADORE's STAR start comes with the board); ``seeds``: the full
+    board's; ``where``: ``full_board``'s other arguments (the tests' toy data and budget)."""
     from IPython.display import Markdown, display
 
     strategies = strategies or tuple(n for n in (method, paper_effect(method).baseline) if n in ENTRIES)
@@ -157,7 +157,7 @@ def show_full_board_effect(method: str, strategies: tuple[str, ...] | None = Non
         if len(scores) > 1:
             spread = f"± {scores.std(ddof=1):.3f} over seeds {board.seeds()}"
         else:  # a reference row (ADORE's STAR start) is a fixed model: no training seed moves it
-            spread = "(a fixed model, evaluated once)" if name not in ENTRIES else f"(seed {board.seeds()[0]} only)"
+            spread = f"(seed {board.seeds()[0]} only)" if name in ENTRIES else "(a fixed model, evaluated once)"
         print(f"{name:>18}: test MRR@10 {scores.mean():.3f} {spread}")
     display(Markdown(effects_markdown([row])))
     return row

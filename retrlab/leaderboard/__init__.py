@@ -16,4 +16,5 @@ from retrlab.leaderboard.entries import ENTRIES, Context, Result, get_entry, run
 
 __all__ = ["DEFAULT", "FULL", "SMOKE", "EFFECTS", "ENTRIES", "FULL_BOARD_COMMAND", "FULL_BOARD_SEEDS",
            "FULL_BOARD_STRATEGIES", "Context", "Leaderboard", "LeaderboardBudget", "Result", "compute_effect",
-           "effects_markdown", "effects_table", "full_board_command", "get_entry", "paper_effect", "plot_leaderboard", "preset", "run_leaderboard", "run_entry", "stored_board"]
+           "effects_markdown", "effects_table", "full_board_command", "get_entry", "paper_effect", "plot_leaderboard",
+           "preset", "run_leaderboard", "run_entry", "stored_board"]

@@ -111,8 +111,8 @@ def compute_effect(effect: PaperEffect, method_runs: list[dict], baseline_runs: 
     The gap and its interval use the per-query scores averaged over seeds (paired bootstrap over
     queries); the spread adds the two systems' standard deviations over seeds. ``fn_*`` are the
     shares of hidden positives among the negatives each trained on, quoted as the reason of a robust gap.
-    A robust gap reads "(one seed)" only when both systems ran once: one run beside several is an
-    untrained reference (ADORE's STAR start), which no training seed moves.
+    A robust gap reads "(one seed)" only when both systems ran once: one run beside several is a fixed
+    reference model (ADORE's STAR start), which no training seed moves.
     """
     if not method_runs or not baseline_runs:
         raise ValueError(f"{effect.name}: need at least one run of each system")

@@ -126,12 +126,15 @@ def two_stage_protocol(model: BiEncoder, data: RetrievalData, config: ProtocolCo
     fine-tuned in place (no copy: a MiniLM copy per row cost more than its smoke-mode training)."""
     started, result = time.perf_counter(), ProtocolResult()
     zero, full, _ = stage_names(config)
-    for stage in (zero, full):  # the model is tested as given, then fine-tuned in place and tested again
-        if stage == full:
-            train(model, data, TrainConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                                           tau=config.tau, seed=config.seed), progress=False)
+
+    def test(stage: str) -> None:
         result.runs[stage] = dense_run(model, data, "test", progress=False)
         result.metrics[stage] = evaluate_run(result.runs[stage], data, "test")
+
+    test(zero)
+    train(model, data, TrainConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr, tau=config.tau,
+                                   seed=config.seed), progress=False)
+    test(full)
     result.seconds = time.perf_counter() - started
     return result
 
