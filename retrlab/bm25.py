@@ -8,9 +8,16 @@ and words are Snowball-stemmed ("dogs" matches "dog"), as Anserini does with Por
 """
 from __future__ import annotations
 
-import bm25s
-import numpy as np
-import Stemmer
+import os
+
+# bm25s imports JAX when it is installed and runs a computation at import; JAX then takes 75% of
+# the GPU's memory up front, and the bi-encoder trained beside it runs out of memory (seen on an
+# H200 with jax installed, 2026-11-30). Allocating on demand leaves the GPU to torch.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import bm25s  # noqa: E402
+import numpy as np  # noqa: E402
+import Stemmer  # noqa: E402
 
 
 class BM25:

@@ -129,6 +129,12 @@ def token_ids(tokenizer, texts: list[str], max_length: int | None = None,
     return memo[key]
 
 
+def forget_token_ids() -> None:
+    """Drop every remembered tokenization, so the next encode tokenizes again (a benchmark timing
+    the whole encode, tokenizer included, calls this before each pass)."""
+    _TOKEN_IDS.clear()
+
+
 class TokenLimit:
     """An ``int`` attribute of a ``BiEncoder`` checked on every assignment (>= 1, within the model's positions)."""
 

@@ -12,8 +12,11 @@ bf16 score into a visible change of the loss. So the policy is:
   losses and optimiser state always in float32 (embeddings are cast up before any dot product);
 * ``auto`` (the default) — ``bf16`` for *inference* (encoding a corpus, re-mining a pool) where
   the hardware runs it natively, else ``fp32``: emulated bf16 (e.g. a CPU with AVX2 only) is slower
-  than float32 and buys nothing. *Training* stays ``fp32`` under ``auto``: bf16 training has not
-  been shown to reach float32's results here (docs/RESULTS.md, "bf16"); ask for it with ``bf16``.
+  than float32 and buys nothing. *Training* stays ``fp32`` under ``auto``: bf16 training does reach
+  float32's results (docs/RESULTS.md 5.2: in-batch, top-1 and SimANS on an H200, 3 seeds each;
+  top-1 on a Xeon with AMX), but it was no faster there at retrlab's sizes (a MiniLM step at batch
+  16 is bound by kernel launches and tokenization, not arithmetic); ask for it with ``bf16``.
+  ``benchmarks/bf16_training.py`` repeats the check on any machine.
 
 The one place that applies it is ``BiEncoder._embed`` (``retrlab.encoders``): the transformer runs
 under ``autocast(device, training)``, and its output is cast to float32 before pooling, so the

@@ -4,7 +4,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from retrlab import encoders
-from retrlab.encoders import BiEncoder, length_sorted_batches, minilm_path, pool, token_ids
+from retrlab.encoders import BiEncoder, forget_token_ids, length_sorted_batches, minilm_path, pool, token_ids
 
 TEXTS = ["hello world", "Anarchism: a political philosophy and movement " * 12,
          "Cats sleep a lot.", "A", "The quick brown fox jumps over the lazy dog."]
@@ -42,6 +42,10 @@ def test_token_ids_are_the_tokenizers_own_and_remember_only_the_last_calls(_mini
     monkeypatch.setattr(encoders, "TOKEN_IDS_MAX_TEXTS", 2)  # a call over the limit is never remembered
     token_ids(tok, TEXTS[:3], 8), token_ids(tok, TEXTS[:3], 8)
     assert len(calls) == encoders.TOKEN_IDS_KEPT + 3
+    token_ids(tok, TEXTS[:2], 8)  # remembered ...
+    forget_token_ids()  # ... until forgotten (the encode benchmark times the tokenizer too)
+    token_ids(tok, TEXTS[:2], 8)
+    assert len(calls) == encoders.TOKEN_IDS_KEPT + 4
 
 
 @pytest.mark.parametrize("max_length", [128, 16])
