@@ -18,6 +18,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from retrlab.kernel_wait import sliced_waits
+
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"  # in a source checkout
 
 
@@ -44,7 +46,8 @@ def execute_notebook(path: str | Path, *, smoke: bool = True, timeout: int = 900
                             resources={"metadata": {"path": str(path.parent)}})
     started = time.perf_counter()
     try:
-        client.execute()
+        with sliced_waits():  # a cell's reply the event loop missed is read within a second, not at the timeout
+            client.execute()
     finally:
         if previous is None:
             os.environ.pop("RETRLAB_SMOKE", None)

@@ -1,6 +1,7 @@
 """The benchmarks' own arithmetic (benchmarks/*.py are scripts: loaded from their files), and the
 JAX memory guard that let the bf16 benchmark train on a GPU."""
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -49,3 +50,16 @@ def test_bm25_keeps_jax_from_taking_the_gpu_unless_told_otherwise(preset, expect
     code = "import os, retrlab.bm25; print(os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+def test_bf16_benchmark_runs_end_to_end_and_writes_its_report(tmp_path):
+    # The smallest real run: one top-1 training of one step on a 20-query subset, float32 only.
+    args = ["--device", "cpu", "--steps", "1", "--batch-size", "2", "--subset", "20", "--seeds", "0",
+            "--strategies", "top-1", "--precisions", "fp32", "--out", str(tmp_path)]
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "bf16_training.py"), *args],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "bf16_training_cpu.json").read_text())
+    assert [(r["strategy"], r["precision"], r["seed"]) for r in report["runs"]] == [("top-1", "fp32", 0)]
+    assert 0 < report["runs"][0]["test_mrr10"] <= 1 and report["embeddings"]["min_cosine"] > 0.999
+    assert report["summary"][0]["seeds"] == 1 and "no seed spread" in out.stdout

@@ -32,8 +32,8 @@ def test_notebook_runs_in_smoke_mode(path: Path) -> None:
     try:
         nb, seconds = execute_notebook(path, smoke=True, timeout=CELL_TIMEOUT_S)
     except (CellTimeoutError, DeadKernelError) as err:
-        # Seen once in a full run: kernel and client both idle, a reply lost between them (the same
-        # notebook passes alone). One fresh kernel retries; a second hang fails the test.
+        # A hung kernel (a reply the client missed is read within a second since retrlab.kernel_wait):
+        # one fresh kernel retries; a second hang fails the test.
         print(f"{path.name}: {type(err).__name__}, retrying once in a fresh kernel")
         nb, seconds = execute_notebook(path, smoke=True, timeout=CELL_TIMEOUT_S)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])

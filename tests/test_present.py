@@ -8,7 +8,6 @@ failed. Screenshots go to ``test-artifacts/browser/dashboard/``.
 """
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import time
@@ -18,10 +17,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-import zmq
-import zmq.asyncio
 from jupyter_client.channels import AsyncZMQSocketChannel
-from jupyter_client.session import Session
 
 import retrlab.data
 import retrlab.rerank
@@ -31,7 +27,7 @@ from retrlab.artifacts import Budget
 from retrlab.cache import intact
 from retrlab.cli import main
 from retrlab.dashboards import voila_main
-from retrlab.dashboards.voila_main import SLICE_S, _unsliced_get_msg, get_msg_in_slices
+from retrlab.kernel_wait import _unsliced_get_msg, get_msg_in_slices
 from retrlab.dashboards import (DASHBOARDS, LESSON_SMOKE_SPLITS, POOL_SPECS, PoolSpec, dashboard_path,
                                 pool_path, prepare, rocketqa_widgets, veto_probabilities)
 from retrlab.encoders import CrossEncoder
@@ -50,44 +46,6 @@ def test_voila_listens_on_loopback_without_code():
     for flag in ("--Voila.ip=127.0.0.1", "--port=8123", "--token=abc", "--strip_sources=True",
                  "--template=retrlab", "--preheat_kernel=True", f"--pool_size={POOL_SIZE}"):
         assert flag in command
-
-
-async def _reply_after_a_missed_wake_up(get_msg, wait_s: float) -> str | None:
-    """A message waits in the socket while its event-loop wake-up is consumed; what ``get_msg`` returns in ``wait_s``."""
-    context = zmq.asyncio.Context()
-    ours, kernel = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
-    try:
-        kernel.connect(f"tcp://127.0.0.1:{ours.bind_to_random_port('tcp://127.0.0.1')}")
-        session = Session()
-        waiting = asyncio.ensure_future(get_msg(AsyncZMQSocketChannel(ours, session)))
-        await asyncio.sleep(0.2)  # the poll is registered with the event loop
-        session.send(zmq.Socket.shadow(kernel.underlying), "execute_reply", {"status": "ok"})
-        plain_view = zmq.Socket.shadow(ours.underlying)
-        deadline = time.monotonic() + 10
-        # a synchronous look at the socket's events, as some code does, until the reply is there:
-        # it consumes the edge of the file descriptor that the event loop waits on (no await in between)
-        while not plain_view.get(zmq.EVENTS) & zmq.POLLIN and time.monotonic() < deadline:
-            time.sleep(0.01)
-        try:
-            return (await asyncio.wait_for(waiting, wait_s))["msg_type"]
-        except asyncio.TimeoutError:
-            return None
-    finally:
-        ours.close(linger=0)
-        kernel.close(linger=0)
-        context.term()
-
-
-def test_a_reply_the_event_loop_was_not_woken_for_is_read_within_a_slice():
-    """The dashboard stall of 2026-11 and its fix (``retrlab.dashboards.voila_main``).
-
-    jupyter_client's own wait (no timeout) misses the reply; the sliced wait reads it within a slice.
-    """
-    missed = asyncio.run(_reply_after_a_missed_wake_up(_unsliced_get_msg, wait_s=3 * SLICE_S))
-    started = time.perf_counter()
-    read = asyncio.run(_reply_after_a_missed_wake_up(get_msg_in_slices, wait_s=3 * SLICE_S))
-    assert read == "execute_reply" and time.perf_counter() - started < 0.2 + 3 * SLICE_S + 2
-    print(f"jupyter_client's own wait: {'missed the reply' if missed is None else 'read it (pyzmq fixed?)'}")
 
 
 def test_present_runs_voila_with_the_sliced_wait(monkeypatch):
