@@ -34,6 +34,7 @@ from retrlab.evaluation import dense_run, evaluate_run
 from retrlab.negatives.simans import simans_negatives, top_k_negatives
 from retrlab.pool import dense_pool
 from retrlab.precision import native_bf16
+from retrlab.pretraining.comparison import mean_cosine  # the study's collapse gauge
 from retrlab.train import TrainConfig, no_negatives, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,13 +64,6 @@ def embedding_agreement(model: BiEncoder, texts: list[str]) -> dict:
     bf16 = model.encode_passages(texts, progress=False)
     cosine = (fp32 * bf16).sum(1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1))
     return {"texts": len(texts), "min_cosine": float(cosine.min()), "median_cosine": float(np.median(cosine))}
-
-
-def mean_cosine(model: BiEncoder, texts: list[str]) -> float:
-    """The study's collapse gauge: mean off-diagonal cosine between unrelated dev passages."""
-    vectors = model.encode_passages(texts, progress=False)
-    cos = vectors @ vectors.T
-    return float((cos.sum() - len(cos)) / (len(cos) ** 2 - len(cos)))
 
 
 def one_run(data, pool, probe, strategy: str, precision: str, seed: int, args) -> dict:

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from retrlab.cache import atomic_write_json
 from retrlab.precision import native_bf16
 
@@ -39,8 +41,6 @@ def run_benchmark(script: str, precision: str, args: argparse.Namespace) -> dict
 
 
 def machine_name(device: str) -> str:
-    import torch
-
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
     return platform.processor() or platform.machine()
