@@ -165,9 +165,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from retrlab.leaderboard import ENTRIES
+    from retrlab.leaderboard import default_strategies
 
-    return _leaderboard(args, args.strategies or list(ENTRIES), args.seeds)
+    return _leaderboard(args, args.strategies or default_strategies(), args.seeds)
 
 
 def cmd_pretraining_study(args) -> int:
@@ -265,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(fn=cmd_run)
     board = sub.add_parser("leaderboard",
                            help="every strategy x several seeds on one budget: table, JSON, plot")
-    board.add_argument("--strategies", nargs="+", metavar="NAME", help="a subset (default: all)")
+    board.add_argument("--strategies", nargs="+", metavar="NAME",
+                       help="a subset, or a control such as ar2-no-ranker (default: every strategy, no control)")
     board.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds (default 0 1 2)")
     board.add_argument("--out", default="runs/leaderboard", help="where results.json and leaderboard.png go")
     _budget_flags(board)

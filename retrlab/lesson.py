@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from retrlab.encoders import BiEncoder
 from retrlab.evaluation import dense_run, encode_corpus, evaluate_run, split_qrels
 from retrlab.leaderboard.board import FULL_BOARD_SEEDS, FULL_BOARD_STRATEGIES, full_board_command, stored_board
 from retrlab.leaderboard.budget import FULL, LeaderboardBudget
-from retrlab.leaderboard.effects import EffectRow, compute_effect, effects_markdown, effects_table, paper_effect
+from retrlab.leaderboard.effects import EffectRow, compute_effect, effects_markdown, measure_effect, paper_effect
 from retrlab.leaderboard.entries import ENTRIES
 from retrlab.negatives.uniform import RecordingSampler
 from retrlab.stats import Comparison, compare_runs
@@ -42,6 +42,14 @@ def direction(comparison: Comparison, up: str = "an improvement", down: str = "a
     if not comparison.significant:
         return "no difference we can tell from noise"
     return up if comparison.difference > 0 else down
+
+
+def board_direction(row: EffectRow, up: str = "better", down: str = "worse") -> str:
+    """``up`` or ``down`` when a full-board gap is robust (its interval excludes 0 and it exceeds the seed
+    spread), else 'within noise'."""
+    if not row.robust:
+        return "within noise"
+    return up if row.gap > 0 else down
 
 
 Fit = Callable[[BiEncoder, RecordingSampler | None], History | None]  # (model, sampler) -> history
@@ -140,19 +148,24 @@ def full_board(data: RetrievalData | None = None, budget: LeaderboardBudget = FU
 
 
 def show_full_board_effect(method: str, strategies: tuple[str, ...] | None = None,
-                           seeds: tuple[int, ...] | None = None, **where) -> EffectRow | None:
+                           seeds: tuple[int, ...] | None = None, *, baseline: str | None = None,
+                           **where) -> EffectRow | None:
     """Display (as markdown) and return the paper effect of ``method`` on the full board, with both
-    rows' mean ± std over seeds; None when they are not cached. ``strategies``: the effect's two by
-    default (a reference row such as ADORE's STAR start comes with the board); ``seeds``: the full
-    board's; ``where``: ``full_board``'s other arguments (the tests' toy data and budget)."""
+    rows' mean ± std over seeds; None when they are not cached. ``baseline``: another row to measure
+    ``method`` against than the paper's (AR2 against its own retriever trained without the ranker, as
+    notebook 06 does); ``strategies``: the two rows by default (a reference row such as ADORE's STAR
+    start comes with the board); ``seeds``: the full board's; ``where``: ``full_board``'s other
+    arguments (the tests' toy data and budget)."""
     from IPython.display import Markdown, display
 
-    strategies = strategies or tuple(n for n in (method, paper_effect(method).baseline) if n in ENTRIES)
+    effect = paper_effect(method)
+    effect = replace(effect, baseline=baseline) if baseline else effect
+    strategies = strategies or tuple(n for n in (method, effect.baseline) if n in ENTRIES)
     board = full_board(strategies=strategies, seeds=seeds or FULL_BOARD_SEEDS, **where)
     if board is None:
         return None
-    row = next(r for r in effects_table(board) if r.effect.method == method)
-    for name in (method, row.effect.baseline):
+    row = measure_effect(board, effect)
+    for name in (method, effect.baseline):
         scores = board.scores(name)
         if len(scores) > 1:
             spread = f"± {scores.std(ddof=1):.3f} over seeds {board.seeds()}"

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from retrlab.artifacts import Budget
 from retrlab.encoders import BiEncoder, CrossEncoder
-from retrlab.leaderboard import (DEFAULT, FULL, FULL_BOARD_COMMAND, FULL_BOARD_STRATEGIES, SMOKE, ENTRIES,
-                                 Leaderboard, LeaderboardBudget, Result, get_entry, preset, run_leaderboard,
-                                 run_entry, stored_board)
+from retrlab.leaderboard import (DEFAULT, FULL, FULL_BOARD_COMMAND, FULL_BOARD_STRATEGIES, SMOKE, ENTRIES, Context,
+                                 Leaderboard, LeaderboardBudget, Result, default_strategies, get_entry, preset,
+                                 run_leaderboard, run_entry, stored_board)
 from retrlab.leaderboard import board as board_module
 from retrlab.leaderboard import effects_table
 from retrlab.lesson import show_full_board_effect
@@ -76,7 +77,10 @@ def test_same_seed_gives_identical_metrics(toy_data, tmp_path, monkeypatch):
 
 
 def test_every_strategy_runs_and_records_its_negatives(board):
-    assert board.strategies() == list(ENTRIES) and board.seeds() == [0, 1]
+    assert board.strategies() == default_strategies() and board.seeds() == [0, 1]
+    controls = ["rocketqa-fill-only", "ar2-no-ranker"]  # a control runs on request only
+    assert [n for n in ENTRIES if ENTRIES[n].control] == controls
+    assert default_strategies() == [n for n in ENTRIES if n not in controls]
     for r in board.results:
         assert set(r.metrics) == {"MRR@10", "R@20", "nDCG@10"} and set(r.run) == {"q4", "q5"}
         assert all(0.0 <= v <= 1.0 for v in r.metrics.values()) and r.train_seconds > 0 < r.train_cpu_seconds
@@ -95,6 +99,26 @@ def test_every_strategy_runs_and_records_its_negatives(board):
     assert set(board.notes["cross-encoder report"]) >= {"first_stage", "reranked", "accuracy"}
 
 
+def test_ar2_control_trains_its_retriever_without_a_ranker(board, toy_data, tmp_path, monkeypatch):
+    use_tiny_models(monkeypatch, tmp_path)
+    ctx = Context(toy_data, TOY)
+    control = run_entry("ar2-no-ranker", toy_data, TOY, seed=0, context=ctx)
+    assert "cross-encoder" not in ctx.prep_seconds  # no ranker was even loaded
+    assert (control.steps, control.negatives, control.extra["ranker_steps"]) == (2, 2 * 4 * 3, 0)  # AR2's groups
+    game = run_entry("ar2", toy_data, TOY, seed=0, context=ctx)
+    assert "cross-encoder" in ctx.prep_seconds and game.extra["ranker_steps"] == 2
+    assert game.run != control.run  # the ranker's steps and scores change what the retriever learns
+    assert game.metrics == board.rows("ar2")[0].metrics  # same seed, same numbers, through either path
+
+
+def test_rocketqa_control_samples_the_refill_window_without_a_cross_encoder(toy_data, tmp_path, monkeypatch):
+    use_tiny_models(monkeypatch, tmp_path)
+    ctx = Context(toy_data, TOY)
+    control = run_entry("rocketqa-fill-only", toy_data, TOY, seed=0, context=ctx)
+    assert "cross-encoder" not in ctx.prep_seconds
+    assert control.negatives == 0 and control.fn_rate is None  # the toy pools hold no passage below rank 10
+
+
 def test_adore_false_negative_rate_is_exact(board):
     # k = 9 = the whole toy train corpus: each query's list holds its 8 unlabelled passages, of which
     # Cats/Diet has 2 hidden positives and the other three queries 1 each -> 5 of 32 per step
@@ -105,7 +129,7 @@ def test_adore_false_negative_rate_is_exact(board):
 def test_table_comparisons_and_json_round_trip(board, tmp_path):
     table = board.table()
     assert table.splitlines()[0].split()[:3] == ["strategy", "start", "MRR@10"]
-    for name in ENTRIES:
+    for name in default_strategies():
         assert ENTRIES[name].title in table
     assert "±" in table and "warm-up (start)" in table and "BM25" in table
     json_path, png = board.save(tmp_path / "out")
@@ -135,6 +159,7 @@ def test_cached_results_resume_a_run_and_stored_board_reads_them(toy_data, tmp_p
         (r.strategy, r.metrics, r.run) for r in both.references] and len(stored.references) == 2
     assert stored_board(toy_data, dataclasses.replace(TOY, steps=3), ["inbatch"], [0]) is None  # budget in the key
     assert FULL_BOARD_COMMAND.startswith("retrlab leaderboard --full --strategies inbatch topk simans star")
+    assert FULL_BOARD_COMMAND in (Path(__file__).parents[1] / "README.md").read_text()  # the README's copy is current
     assert set(FULL_BOARD_STRATEGIES) <= set(ENTRIES)
     # what notebooks 01, 02, 05, 07 show: the effect row of the stored board, or the command that builds it
     pair = ("inbatch", "topk")
@@ -155,6 +180,14 @@ def test_cached_results_resume_a_run_and_stored_board_reads_them(toy_data, tmp_p
     adore = show_full_board_effect("adore", **where)
     assert (adore.compared, adore.seeds) == ("adore vs STAR (ADORE's start)", 2)
     assert "STAR (ADORE's start): test MRR@10" in (out := capsys.readouterr().out) and "a fixed model" in out
+    # notebook 06: AR2 against its own retriever trained without the ranker, on the same board
+    assert show_full_board_effect("ar2", baseline="ar2-no-ranker", **where) is None
+    assert "--strategies ar2 ar2-no-ranker --seeds 0 1\n" in capsys.readouterr().out
+    run_leaderboard(toy_data, TOY, ["ar2", "ar2-no-ranker"], seeds=(0, 1), progress=False, cache=True)
+    control = show_full_board_effect("ar2", baseline="ar2-no-ranker", **where)
+    stored = stored_board(toy_data, TOY, ["ar2", "ar2-no-ranker"], [0, 1])
+    assert control.compared == "ar2 vs ar2-no-ranker" and control.effect.paper_gap == 0.065
+    assert control.gap == pytest.approx(stored.scores("ar2").mean() - stored.scores("ar2-no-ranker").mean())
 
 
 def fake(name: str, seed: int | None, scores: list[float]) -> Result:

@@ -9,7 +9,8 @@ import pytest
 
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import dense_run, evaluate_run, split_qrels
-from retrlab.lesson import Variants, compare_pairs, direction, notice, verdict, versus
+from retrlab.leaderboard.effects import EffectRow, paper_effect
+from retrlab.lesson import Variants, board_direction, compare_pairs, direction, notice, verdict, versus
 from retrlab.negatives.uniform import RecordingSampler, uniform_from_pool
 from retrlab.pretraining.bench import ProtocolResult
 from retrlab.stats import Comparison, compare_runs
@@ -32,6 +33,17 @@ def test_direction_words_only_a_significant_gap():
     assert direction(BETTER) == "an improvement" and direction(WORSE) == "a drop"
     assert direction(WORSE, "better", "worse") == "worse"
     assert direction(NOISE, "better", "worse") == "no difference we can tell from noise"
+
+
+def test_board_direction_needs_the_interval_and_the_seed_spread():
+    def row(gap, low, high, spread):
+        robust = (low > 0 or high < 0) and abs(gap) > spread  # as compute_effect decides it
+        return EffectRow(paper_effect("ar2"), "ar2 vs ar2-no-ranker", 3, gap, low, high, spread, robust, "", "")
+
+    assert board_direction(row(-0.124, -0.150, -0.098, 0.023)) == "worse"
+    assert board_direction(row(+0.030, +0.010, +0.050, 0.012), "helped", "hurt") == "helped"
+    assert board_direction(row(+0.030, +0.010, +0.050, 0.040)) == "within noise"  # the seeds disagree more
+    assert board_direction(row(+0.010, -0.005, +0.025, 0.004)) == "within noise"  # the interval holds 0
 
 
 def test_notice_prints_bullets_and_the_running_time(capsys):

@@ -20,6 +20,15 @@ def test_uniform_draws_only_from_the_top_depth(pool):
     assert picks == {"c2", "c4"}  # c1 is q0's labelled positive and was removed from the pool
 
 
+def test_uniform_can_skip_the_top_ranks(pool):
+    strategy = uniform_from_pool(pool, n=1, depth=3, skip=1)  # q0's pool: c2, c4, c3, r1 (c1 removed)
+    assert {strategy("q0", random.Random(s))[0] for s in range(50)} == {"c4", "c3"}
+    assert uniform_from_pool(pool, n=5, depth=50, skip=2)("q1", random.Random(0)) == ["r2"]  # all there is
+    for bad in (dict(skip=-1), dict(skip=3, depth=3)):
+        with pytest.raises(ValueError, match="skip must be >= 0 and below depth"):
+            uniform_from_pool(pool, **bad)
+
+
 def test_uniform_returns_distinct_negatives_and_is_seeded(pool):
     strategy = uniform_from_pool(pool, n=3)
     a = strategy("q1", random.Random(7))

@@ -45,6 +45,7 @@ from retrlab.rerank import score_candidates
 from retrlab.train import Hook, no_negatives, train
 
 ROCKETQA_DEPTH, ROCKETQA_THRESHOLD = 10, 0.1  # candidates the cross-encoder scores; ce_threshold_neg
+ROCKETQA_FILL = 50  # the denoised sampler refills from pool ranks ROCKETQA_DEPTH + 1 .. ROCKETQA_FILL
 AR2_NEGATIVES, AR2_DEPTH, AR2_UNIVERSE = 3, 10, 15  # notebook 06's group size, refresh depth, universe
 
 
@@ -224,13 +225,28 @@ def run_rocketqa_hard(ctx: Context, seed: int) -> Trained:
 
 def run_rocketqa_denoised(ctx: Context, seed: int) -> Trained:
     """RocketQA: the same, keeping only candidates the cross-encoder scores below 0.1."""
-    sampler = denoised_from_pool(ctx.warmup_pool, ctx.ce_probabilities, n=1, threshold=ROCKETQA_THRESHOLD)
+    sampler = denoised_from_pool(ctx.warmup_pool, ctx.ce_probabilities, n=1, threshold=ROCKETQA_THRESHOLD,
+                                 fill_depth=ROCKETQA_FILL)
     return train_from_warmup(ctx, seed, sampler, cross_batch_step(_shards(ctx)))
 
 
-def run_ar2(ctx: Context, seed: int) -> Trained:
-    """AR2: ranker and retriever alternate on groups from the retriever's refreshed top-10."""
-    b, pool, start, ranker = ctx.budget, ctx.warmup_pool, ctx.warmup, ctx.ranker
+def run_rocketqa_fill_only(ctx: Context, seed: int) -> Trained:
+    """RocketQA's control: the denoised sampler's refill window (pool ranks 11-50), no cross-encoder.
+
+    The filter vetoes most of the top-10, so most denoised negatives come from the refill: this row
+    tells how much of denoising's gain is the filter's judgement and how much is sampling deeper.
+    """
+    sampler = uniform_from_pool(ctx.warmup_pool, n=1, depth=ROCKETQA_FILL, skip=ROCKETQA_DEPTH)
+    return train_from_warmup(ctx, seed, sampler, cross_batch_step(_shards(ctx)))
+
+
+def play_ar2(ctx: Context, seed: int, ranker: CrossEncoder | None) -> Trained:
+    """AR2's protocol on the budget: two refreshes of the retriever's top-10, groups of 1 + 3.
+
+    ``ranker``: the player the retriever plays against (a copy, trained in the game), or None for
+    the control — the same groups, refreshes and listwise loss, no ranker (notebook 06's baseline).
+    """
+    b, pool = ctx.budget, ctx.warmup_pool
     qids = [q for q in pool.qids if len(pool.candidates(q)[0]) >= AR2_NEGATIVES]
     universe = candidate_universe(pool, ctx.data, qids, AR2_UNIVERSE)
     iterations = min(2, b.steps)  # a refresh before each iteration
@@ -238,11 +254,21 @@ def run_ar2(ctx: Context, seed: int) -> Trained:
     config = AR2Config(iterations=iterations, ranker_steps=max(1, per // 3), retriever_steps=per,
                        batch_size=b.batch_size, negatives=AR2_NEGATIVES, depth=AR2_DEPTH, tau=b.tau,
                        retriever_lr=b.lr, seed=seed)
-    retriever, ranker, picks = ctx.fresh(start), copy.deepcopy(ranker), []
+    retriever, picks = ctx.fresh(ctx.warmup), []
     clock = Clock()
     train_ar2(retriever, ranker, ctx.data, qids, universe, config, progress=False, picks=picks)
-    return Trained(retriever, *clock.read(), picks, iterations * per,
-                   extra={"ranker_steps": iterations * config.ranker_steps})
+    ranker_steps = iterations * config.ranker_steps if ranker is not None else 0
+    return Trained(retriever, *clock.read(), picks, iterations * per, extra={"ranker_steps": ranker_steps})
+
+
+def run_ar2(ctx: Context, seed: int) -> Trained:
+    """AR2: ranker and retriever alternate on groups from the retriever's refreshed top-10."""
+    return play_ar2(ctx, seed, copy.deepcopy(ctx.ranker))
+
+
+def run_ar2_no_ranker(ctx: Context, seed: int) -> Trained:
+    """AR2's control: its retriever trained alone (no ranker: listwise CE on the same kind of groups)."""
+    return play_ar2(ctx, seed, None)
 
 
 def run_topk(ctx: Context, seed: int) -> Trained:
@@ -265,6 +291,7 @@ class Entry:
     start: str  # the model it fine-tunes
     train: Callable[[Context, int], Trained]
     paper_mrr10: float | None  # MS MARCO passage dev MRR@10 reported for it (docs/methods.md, per method)
+    control: bool = False  # an ablation that isolates one ingredient of a method: run on request only
 
 
 ENTRIES: dict[str, Entry] = {s.name: s for s in [
@@ -280,7 +307,16 @@ ENTRIES: dict[str, Entry] = {s.name: s for s in [
     Entry("ar2", "AR2", "Zhang et al. 2022", "warm-up", run_ar2, 0.395),
     Entry("topk", "top-k hard negative", "Zhou et al. 2022", "warm-up", run_topk, None),
     Entry("simans", "SimANS", "Zhou et al. 2022", "warm-up", run_simans, 0.409),
+    Entry("rocketqa-fill-only", "RocketQA's refill, no filter", "Qu et al. 2021", "warm-up",
+          run_rocketqa_fill_only, None, control=True),
+    Entry("ar2-no-ranker", "AR2's retriever, no ranker", "Zhang et al. 2022", "warm-up", run_ar2_no_ranker,
+          None, control=True),
 ]}
+
+
+def default_strategies() -> list[str]:
+    """The strategies a leaderboard runs when none are named: every entry but the controls."""
+    return [name for name, entry in ENTRIES.items() if not entry.control]
 
 
 def get_entry(name: str) -> Entry:

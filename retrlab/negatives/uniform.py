@@ -1,10 +1,11 @@
 """The two simplest samplers: random passages, and a uniform draw from a pool's top candidates.
 
 * ``random_negatives`` — any passage that is not a labelled positive (ANCE's "Rand Neg" baseline).
-* ``uniform_from_pool`` — a uniform draw from the top-``depth`` candidates of a pool. With a BM25
-  pool this is DPR's hard negative (Karpukhin et al. 2020: "a top BM25 passage that does not
-  contain the answer"; DPR's ``create_biencoder_input`` shuffles the BM25 negatives and takes the
-  first). With a warm-up model's pool it is STAR's static hard negative; with a refreshed pool, ANCE's.
+* ``uniform_from_pool`` — a uniform draw from the top-``depth`` candidates of a pool (optionally
+  skipping the first ``skip``). With a BM25 pool this is DPR's hard negative (Karpukhin et al. 2020:
+  "a top BM25 passage that does not contain the answer"; DPR's ``create_biencoder_input`` shuffles
+  the BM25 negatives and takes the first). With a warm-up model's pool it is STAR's static hard
+  negative; with a refreshed pool, ANCE's; from ranks 11-50, RocketQA's refill without its filter.
 
 Neither looks at the ground truth: hidden positives in the pool are sampled like any negative.
 ``RecordingSampler`` wraps a sampler to remember what it returned, so a notebook can measure
@@ -19,15 +20,18 @@ from retrlab.pool import CandidatePool, false_negative_rate
 from retrlab.train import Sampler
 
 
-def uniform_from_pool(pool: CandidatePool, n: int = 1, depth: int | None = None) -> Sampler:
-    """``n`` distinct negatives drawn uniformly from each query's top-``depth`` pool candidates."""
+def uniform_from_pool(pool: CandidatePool, n: int = 1, depth: int | None = None, skip: int = 0) -> Sampler:
+    """``n`` distinct negatives drawn uniformly from each query's pool candidates ranked ``skip + 1`` to
+    ``depth`` (default: the top-``depth``; ``skip=10, depth=50`` is RocketQA's refill window)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if depth is not None and depth < 1:
         raise ValueError(f"depth must be >= 1 (or None for the whole pool), got {depth}")
+    if skip < 0 or (depth is not None and skip >= depth):
+        raise ValueError(f"skip must be >= 0 and below depth ({depth}), got {skip}")
 
     def sampler(qid: str, rng: random.Random) -> list[str]:
-        candidates = pool.candidates(qid)[0][:depth]
+        candidates = pool.candidates(qid)[0][skip:depth]
         return rng.sample(candidates, min(n, len(candidates)))
 
     return sampler
