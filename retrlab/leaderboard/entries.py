@@ -14,6 +14,12 @@ Each function calls the package's own module for its method — the rules live i
   (``RecordingSampler``'s count), and the seconds of training — wall time, and CPU time, which
   barely moves when other jobs share the machine.
 
+Two entries are *controls* (``Entry.control``): each removes one ingredient of a method, so the gap
+between the two rows is that ingredient's effect. ``ar2-no-ranker`` is AR2 without its ranker (the same
+refreshes and groups, the listwise loss alone); ``rocketqa-fill-only`` samples the window RocketQA's
+denoised sampler refills from (pool ranks 11-50) with no cross-encoder. They run only when named
+(``default_strategies`` leaves them out); the full board holds both.
+
 Shared preparation (artifacts, pools, the cross-encoder's scores, STAR's frozen vectors) happens
 once per ``Context``, outside every strategy's timer, and is timed in ``context.prep_seconds``.
 """
