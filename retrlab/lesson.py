@@ -141,7 +141,7 @@ def full_board(data: RetrievalData | None = None, budget: LeaderboardBudget = FU
 
     board = stored_board(data if data is not None else load_wikicar(seed=0), budget, strategies, seeds)
     if board is None:
-        print("The full board is not in this cache (it is built once, in 1-2 hours on 2 CPU cores, by\n"
+        print("The full board is not in this cache (it is built once, in up to 2.5 hours on 2 CPU cores, by\n"
               f"    {full_board_command(strategies, seeds)}\nand read here afterwards); docs/RESULTS.md, "
               "section 4, holds the project's run.")
     return board

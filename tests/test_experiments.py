@@ -78,7 +78,7 @@ def test_same_seed_gives_identical_metrics(toy_data, tmp_path, monkeypatch):
 
 def test_every_strategy_runs_and_records_its_negatives(board):
     assert board.strategies() == default_strategies() and board.seeds() == [0, 1]
-    controls = ["rocketqa-fill-only", "ar2-no-ranker"]  # a control runs on request only
+    controls = ["rocketqa-fill-only", "ar2-no-ranker", "ar2-distillation-only", "ar2-adversarial-only"]  # on request
     assert [n for n in ENTRIES if ENTRIES[n].control] == controls
     assert default_strategies() == [n for n in ENTRIES if n not in controls]
     for r in board.results:
@@ -109,6 +109,10 @@ def test_ar2_control_trains_its_retriever_without_a_ranker(board, toy_data, tmp_
     assert "cross-encoder" in ctx.prep_seconds and game.extra["ranker_steps"] == 2
     assert game.run != control.run  # the ranker's steps and scores change what the retriever learns
     assert game.metrics == board.rows("ar2")[0].metrics  # same seed, same numbers, through either path
+    terms = {name: run_entry(name, toy_data, TOY, seed=0, context=ctx)
+             for name in ("ar2-distillation-only", "ar2-adversarial-only")}  # λ = 0 and λ = 1 of the same game
+    assert all(t.extra["ranker_steps"] == 2 for t in terms.values())
+    assert len({repr(t.run) for t in (game, control, *terms.values())}) == 4  # four different retrievers
 
 
 def test_rocketqa_control_samples_the_refill_window_without_a_cross_encoder(toy_data, tmp_path, monkeypatch):

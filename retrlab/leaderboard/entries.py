@@ -14,11 +14,12 @@ Each function calls the package's own module for its method — the rules live i
   (``RecordingSampler``'s count), and the seconds of training — wall time, and CPU time, which
   barely moves when other jobs share the machine.
 
-Two entries are *controls* (``Entry.control``): each removes one ingredient of a method, so the gap
+Some entries are *controls* (``Entry.control``): each removes one ingredient of a method, so the gap
 between the two rows is that ingredient's effect. ``ar2-no-ranker`` is AR2 without its ranker (the same
-refreshes and groups, the listwise loss alone); ``rocketqa-fill-only`` samples the window RocketQA's
-denoised sampler refills from (pool ranks 11-50) with no cross-encoder. They run only when named
-(``default_strategies`` leaves them out); the full board holds both.
+refreshes and groups, the listwise loss alone); ``ar2-distillation-only`` and ``ar2-adversarial-only``
+keep the ranker but one of the two terms of the retriever's loss (λ = 0, λ = 1); ``rocketqa-fill-only``
+samples the window RocketQA's denoised sampler refills from (pool ranks 11-50) with no cross-encoder.
+They run only when named (``default_strategies`` leaves them out); the full board holds them all.
 
 Shared preparation (artifacts, pools, the cross-encoder's scores, STAR's frozen vectors) happens
 once per ``Context``, outside every strategy's timer, and is timed in ``context.prep_seconds``.
@@ -246,11 +247,12 @@ def run_rocketqa_fill_only(ctx: Context, seed: int) -> Trained:
     return train_from_warmup(ctx, seed, sampler, cross_batch_step(_shards(ctx)))
 
 
-def play_ar2(ctx: Context, seed: int, ranker: CrossEncoder | None) -> Trained:
+def play_ar2(ctx: Context, seed: int, ranker: CrossEncoder | None, lam: float = 0.5) -> Trained:
     """AR2's protocol on the budget: two refreshes of the retriever's top-10, groups of 1 + 3.
 
     ``ranker``: the player the retriever plays against (a copy, trained in the game), or None for
     the control — the same groups, refreshes and listwise loss, no ranker (notebook 06's baseline).
+    ``lam``: the retriever loss's weight on the adversarial term, ``1 - lam`` on distillation.
     """
     b, pool = ctx.budget, ctx.warmup_pool
     qids = [q for q in pool.qids if len(pool.candidates(q)[0]) >= AR2_NEGATIVES]
@@ -259,7 +261,7 @@ def play_ar2(ctx: Context, seed: int, ranker: CrossEncoder | None) -> Trained:
     per = b.steps // iterations
     config = AR2Config(iterations=iterations, ranker_steps=max(1, per // 3), retriever_steps=per,
                        batch_size=b.batch_size, negatives=AR2_NEGATIVES, depth=AR2_DEPTH, tau=b.tau,
-                       retriever_lr=b.lr, seed=seed)
+                       retriever_lr=b.lr, lam=lam, seed=seed)
     retriever, picks = ctx.fresh(ctx.warmup), []
     clock = Clock()
     train_ar2(retriever, ranker, ctx.data, qids, universe, config, progress=False, picks=picks)
@@ -275,6 +277,16 @@ def run_ar2(ctx: Context, seed: int) -> Trained:
 def run_ar2_no_ranker(ctx: Context, seed: int) -> Trained:
     """AR2's control: its retriever trained alone (no ranker: listwise CE on the same kind of groups)."""
     return play_ar2(ctx, seed, None)
+
+
+def run_ar2_distillation_only(ctx: Context, seed: int) -> Trained:
+    """AR2's control: the game with λ = 0, the retriever only distils the ranker's distribution."""
+    return play_ar2(ctx, seed, copy.deepcopy(ctx.ranker), lam=0.0)
+
+
+def run_ar2_adversarial_only(ctx: Context, seed: int) -> Trained:
+    """AR2's control: the game with λ = 1, the retriever only follows the adversarial reward."""
+    return play_ar2(ctx, seed, copy.deepcopy(ctx.ranker), lam=1.0)
 
 
 def run_topk(ctx: Context, seed: int) -> Trained:
@@ -317,6 +329,10 @@ ENTRIES: dict[str, Entry] = {s.name: s for s in [
           run_rocketqa_fill_only, None, control=True),
     Entry("ar2-no-ranker", "AR2's retriever, no ranker", "Zhang et al. 2022", "warm-up", run_ar2_no_ranker,
           None, control=True),
+    Entry("ar2-distillation-only", "AR2, distillation only", "Zhang et al. 2022", "warm-up",
+          run_ar2_distillation_only, None, control=True),
+    Entry("ar2-adversarial-only", "AR2, adversarial only", "Zhang et al. 2022", "warm-up",
+          run_ar2_adversarial_only, None, control=True),
 ]}
 
 
