@@ -11,7 +11,7 @@ import torch
 from tests.helpers import make_tiny_cross_encoder
 from retrlab.encoders import BiEncoder, CrossEncoder
 from retrlab.losses import ar2_adversarial_loss, ar2_retriever_loss, ar2_rewards, kl_distillation_loss
-from retrlab.methods.ar2 import AR2Config, candidate_universe, refresh_pool, sample_groups, train_ar2
+from retrlab.methods.ar2 import AR2Config, candidate_universe, refresh_pool, sample_groups, sharpness, train_ar2
 
 
 def test_kl_distillation_exact_value_and_kl_identity():
@@ -94,3 +94,17 @@ def test_train_ar2_alternates_and_is_reproducible(toy_data):
     assert np.allclose(vector, vector_again)
     alone, vector_alone = run_toy(toy_data, with_ranker=False)
     assert not np.allclose(vector, vector_alone)  # the ranker changed what the retriever learned
+
+
+def test_sharpness_of_hand_made_distributions():
+    flat, sure = [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]
+    out = sharpness(np.array([flat, sure, [0.1, 0.7, 0.1, 0.1]]))
+    assert out["p_positive"] == pytest.approx((0.25 + 0.7 + 0.1) / 3)
+    assert out["positive_first"] == pytest.approx(2 / 3)  # a flat row's argmax is column 0: a tie counts for it
+    h_sure = -(0.7 * math.log(0.7) + 3 * 0.1 * math.log(0.1))
+    assert out["entropy"] == pytest.approx((math.log(4) + 2 * h_sure) / 3)
+    assert out["uniform_entropy"] == pytest.approx(math.log(4))
+    assert sharpness(np.array([[1.0, 0.0]]))["entropy"] == 0.0  # 0 log 0 = 0, no nan
+    with pytest.raises(ValueError, match="need \\(groups, 1 \\+ candidates\\)"):
+        sharpness(np.array([0.5, 0.5]))
+

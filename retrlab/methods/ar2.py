@@ -208,3 +208,18 @@ def probe_scores(retriever: BiEncoder, ranker: CrossEncoder, data: RetrievalData
         s = retriever_group_scores(retriever, data, qids, groups, tau)
         r = ranker_group_scores(ranker, data, qids, groups)
     return {"retriever": torch.softmax(s, -1).cpu().numpy(), "ranker": torch.softmax(r, -1).cpu().numpy()}
+
+
+def sharpness(distributions: np.ndarray) -> dict[str, float]:
+    """How decided a player is over its groups: (Q, 1+n) softmax rows, the positive in column 0.
+
+    Returns the mean probability on the positive, the share of groups whose top candidate is the
+    positive, the mean entropy (nats) and a uniform guess's entropy ``log(1+n)``. A teacher near that
+    ceiling is nearly flat: distilling it flattens the student (docs/RESULTS.md, section 4.1).
+    """
+    p = np.asarray(distributions, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"need (groups, 1 + candidates) probabilities, got shape {p.shape}")
+    entropy = -(p * np.log(np.clip(p, 1e-30, None))).sum(-1)
+    return {"p_positive": float(p[:, 0].mean()), "positive_first": float((p.argmax(-1) == 0).mean()),
+            "entropy": float(entropy.mean()), "uniform_entropy": float(np.log(p.shape[1]))}
