@@ -19,7 +19,7 @@ import numpy as np
 from retrlab.data import load_wikicar
 from retrlab.leaderboard import FULL, Context
 from retrlab.leaderboard.entries import AR2_DEPTH, AR2_NEGATIVES
-from retrlab.methods.ar2 import probe_scores, sharpness
+from retrlab.methods.ar2 import probe_scores, sample_groups, sharpness
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     pool, ranker, retriever = ctx.warmup_pool, ctx.ranker, ctx.fresh(ctx.warmup)
     rng = random.Random(args.seed)
     qids = rng.sample([q for q in pool.qids if len(pool.candidates(q)[0]) >= AR2_NEGATIVES], args.groups)
-    groups = [[data.positives[q][0]] + rng.sample(pool.candidates(q)[0][:AR2_DEPTH], AR2_NEGATIVES) for q in qids]
+    groups = sample_groups(pool, data, qids, AR2_NEGATIVES, AR2_DEPTH, rng)  # as AR2's steps draw them
     hidden = np.array([[p in data.qrels[q] for p in group[1:]] for q, group in zip(qids, groups)])  # (Q, n)
     distributions = probe_scores(retriever, ranker, data, qids, groups, FULL.tau)
     print(f"{args.groups} groups of the positive and {AR2_NEGATIVES} of the warm-up pool's top-{AR2_DEPTH} "
