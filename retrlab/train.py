@@ -3,7 +3,8 @@
 ``run`` is the loop (minGPT's ``Trainer`` with callbacks; Tevatron's ``forward -> scores -> loss``).
 It alone owns what every method shares: seeding, the AdamW optimisers and their one schedule
 (linear warm-up over ``warmup_steps`` then linear decay), gradient clipping, the NaN guard,
-checkpoint/resume, the progress bar and the ``History`` that notebooks plot. A method brings only
+checkpoint/resume, the progress bar and the ``History`` that notebooks plot (each step's loss and, for
+one learner, its learning rate and gradient norm before clipping). A method brings only
 a *step function* ``fn(step) -> loss`` (or ``(loss, logged values)``), named in a ``Stage`` with
 the ``Learner`` (optimiser) it updates, plus ``Hook``s that run after a step. A method with two
 players (AR2's ranker and retriever) passes two learners and a schedule ``step -> Stage``.
@@ -55,7 +56,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     tau: float = 0.05  # temperature; 0.05 = sentence-transformers' scale 20 for cosine scores
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # math.inf: no clipping (the norm is still logged as grad_norm)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -64,9 +65,11 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
-        for name in ("lr", "tau", "max_grad_norm"):
+        for name in ("lr", "tau"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {getattr(self, name)!r}")
+        if not self.max_grad_norm > 0:  # NaN fails this too; math.inf switches clipping off
+            raise ValueError(f"TrainConfig.max_grad_norm must be > 0 (math.inf: no clipping), got {self.max_grad_norm!r}")
         if not 0 <= self.warmup_ratio <= 1:
             raise ValueError(f"TrainConfig.warmup_ratio must be in [0, 1], got {self.warmup_ratio!r}")
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
@@ -378,12 +381,12 @@ def run(learners: dict[str, Learner], schedule: Stage | Callable[[int], Stage], 
                                      f"check the scores (NaN embeddings?), the temperature and lr={learner.lr}")
         if stage.backward:
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(learner.clip if learner.clip is not None else learner.parameters(),
-                                       learner.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(learner.clip if learner.clip is not None else learner.parameters(),
+                                              learner.max_grad_norm)  # the norm before clipping
         optimizer.step()
         scheduler.step()
         if len(learners) == 1:
-            logged = {"lr": scheduler.get_last_lr()[0], **logged}
+            logged = {"lr": scheduler.get_last_lr()[0], "grad_norm": norm.item(), **logged}
         history.log(step, **{stage.loss_name: loss.item()}, **logged, seconds=time.perf_counter() - started)
         bar.set_postfix({stage.loss_name: f"{loss.item():.3f}"})
         for hook in hooks:

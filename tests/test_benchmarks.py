@@ -63,3 +63,51 @@ def test_bf16_benchmark_runs_end_to_end_and_writes_its_report(tmp_path):
     assert [(r["strategy"], r["precision"], r["seed"]) for r in report["runs"]] == [("top-1", "fp32", 0)]
     assert 0 < report["runs"][0]["test_mrr10"] <= 1 and report["embeddings"]["min_cosine"] > 0.999
     assert report["summary"][0]["seeds"] == 1 and "no seed spread" in out.stdout
+
+
+def test_top1_knobs_parses_one_knob_per_setting_and_names_a_bad_one():
+    knobs = load("top1_knobs")
+    assert knobs.parse_setting("base") == (knobs.BASE, True)
+    assert knobs.parse_setting("inbatch") == (knobs.BASE, False)
+    config, mines = knobs.parse_setting("tau=0.2")
+    assert mines and config.tau == 0.2 and config.lr == knobs.BASE.lr and config.max_grad_norm == 1.0
+    assert knobs.parse_setting("clip=none")[0].max_grad_norm == float("inf")
+    assert knobs.parse_setting("warmup=0")[0].warmup_ratio == 0.0
+    with pytest.raises(ValueError, match=r"setting 'temp=0\.1': expected 'base', 'inbatch' or knob=value"):
+        knobs.parse_setting("temp=0.1")
+    with pytest.raises(ValueError, match=r"TrainConfig\.warmup_ratio must be in \[0, 1\], got 1\.5"):
+        knobs.parse_setting("warmup=1.5")
+
+
+def test_top1_knobs_summary_averages_seeds_and_finds_each_runs_best_dev_step():
+    knobs = load("top1_knobs")
+
+    def run(setting, seed, dev, test):
+        return {"setting": setting, "seed": seed, "curve_steps": [10, 20, 30], "dev_mrr10": dev, "test_mrr10": test,
+                "gauge": [0.5, 0.6, 0.7], "loss": [1.0] * 5 + [0.5] * 10, "grad_norm": [1.0, 2.0, 9.0]}
+
+    start = {"dev_mrr10": 0.45, "gauge": 0.39, "test_mrr10": 0.58}
+    rows = knobs.summary([run("base", 0, [0.5, 0.4, 0.3], 0.40), run("base", 1, [0.4, 0.5, 0.2], 0.44),
+                          run("tau=0.2", 0, [0.5, 0.6, 0.7], 0.66)], start)
+    base, tau = rows
+    assert base["setting"] == "base" and base["seeds"] == [0, 1]
+    assert base["dev_end"] == (pytest.approx(0.25), pytest.approx(0.0707107, abs=1e-6))
+    assert base["dev_best"] == pytest.approx(0.5) and base["best_step"] == 15  # steps 10 and 20
+    assert base["loss_last10"] == pytest.approx(0.5) and base["grad_norm_median"] == 2.0
+    assert base["test"] == (pytest.approx(0.42), pytest.approx(0.0282843, abs=1e-6))
+    assert base["dev_gap_to_start"] == pytest.approx(-0.2)
+    assert tau["seeds"] == [0] and tau["test"][1] == 0.0 and tau["best_step"] == 30
+
+
+def test_top1_knobs_runs_end_to_end_and_writes_curves(tmp_path):
+    args = ["--steps", "2", "--every", "1", "--subset", "20", "--settings", "base", "clip=none",
+            "--out", str(tmp_path)]
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "top1_knobs.py"), *args],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "top1_knobs.json").read_text())
+    base, unclipped = report["runs"]
+    assert base["curve_steps"] == [1, 2] and len(base["loss"]) == len(base["grad_norm"]) == 2
+    assert base["grad_norm"][0] == unclipped["grad_norm"][0] > 1  # the same first step, clipped in base only ...
+    assert base["grad_norm"][1] != unclipped["grad_norm"][1]  # ... so the second step starts from other weights
+    assert [r["setting"] for r in report["summary"]] == ["base", "clip=none"] and "written:" in out.stdout

@@ -8,6 +8,7 @@ losses and weights of the uninterrupted one.
 from __future__ import annotations
 
 import functools
+import math
 import json
 import random
 from pathlib import Path
@@ -180,3 +181,25 @@ def test_run_alternates_learners_on_a_schedule():
     history = run(learners, stage, 4, seed=0, hooks=[Hook(1, record)], progress=False)
     assert moved[0] == [True, True, False, False] and moved[1] == [True, True, True, True]
     assert [sorted(k for k in r if k.endswith("loss")) for r in history.rows] == [["a_loss"], ["b_loss"]] * 2
+
+
+@pytest.mark.parametrize("clip, stepped_norm", [(1.0, 1.0), (0.5, 0.5), (math.inf, 5.0)])
+def test_the_norm_before_clipping_is_logged_and_inf_switches_clipping_off(clip, stepped_norm):
+    """A hand-made loss 3·w0 + 4·w1 has the gradient (3, 4), of norm 5: the history logs 5 whatever the
+    clip, and the optimiser steps with the gradient clipped to ``clip`` (math.inf: left as it is)."""
+    module = torch.nn.Linear(2, 1, bias=False)
+    seen = []
+    learner = Learner([module], 0.1, 1, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=clip)
+    stage = Stage(lambda s: (module.weight * torch.tensor([3.0, 4.0])).sum())
+    history = run({"model": learner}, stage, 1, seed=0, progress=False,
+                  hooks=[Hook(1, lambda step, m: seen.append(module.weight.grad.norm().item()))])
+    assert history.rows[0]["grad_norm"] == pytest.approx(5.0)
+    assert seen == [pytest.approx(stepped_norm)]
+
+
+def test_a_train_config_refuses_a_clip_that_is_not_positive():
+    with pytest.raises(ValueError, match=r"max_grad_norm must be > 0 \(math.inf: no clipping\), got 0"):
+        TrainConfig(max_grad_norm=0)
+    with pytest.raises(ValueError, match="max_grad_norm must be > 0"):
+        TrainConfig(max_grad_norm=math.nan)
+    assert TrainConfig(max_grad_norm=math.inf).max_grad_norm == math.inf
