@@ -3,6 +3,7 @@ JAX memory guard that let the bf16 benchmark train on a GPU."""
 import importlib.util
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -67,16 +68,61 @@ def test_bf16_benchmark_runs_end_to_end_and_writes_its_report(tmp_path):
 
 def test_top1_knobs_parses_one_knob_per_setting_and_names_a_bad_one():
     knobs = load("top1_knobs")
-    assert knobs.parse_setting("base") == (knobs.BASE, True)
-    assert knobs.parse_setting("inbatch") == (knobs.BASE, False)
-    config, mines = knobs.parse_setting("tau=0.2")
-    assert mines and config.tau == 0.2 and config.lr == knobs.BASE.lr and config.max_grad_norm == 1.0
+    assert knobs.parse_setting("base") == (knobs.BASE, "top-1")
+    assert knobs.parse_setting("inbatch") == (knobs.BASE, None)
+    config, source = knobs.parse_setting("tau=0.2")
+    assert source == "top-1" and config.tau == 0.2 and config.lr == knobs.BASE.lr and config.max_grad_norm == 1.0
     assert knobs.parse_setting("clip=none")[0].max_grad_norm == float("inf")
     assert knobs.parse_setting("warmup=0")[0].warmup_ratio == 0.0
-    with pytest.raises(ValueError, match=r"setting 'temp=0\.1': expected 'base', 'inbatch' or knob=value"):
+    assert knobs.parse_setting("ranks=5-30") == (knobs.BASE, "ranks=5-30")
+    assert knobs.parse_setting("article=other") == (knobs.BASE, "article=other")
+    with pytest.raises(ValueError, match=r"setting 'temp=0\.1': expected 'base', 'inbatch', ranks=a-b"):
         knobs.parse_setting("temp=0.1")
+    for window in ("30-5", "0-10", "5-101", "5", "a-b"):
+        with pytest.raises(ValueError, match=rf"ranks must be a-b with 1 <= a <= b <= 100.*{window!r}"):
+            knobs.parse_setting(f"ranks={window}")
+    with pytest.raises(ValueError, match=r"setting 'article=near': article must be 'same' or 'other'"):
+        knobs.parse_setting("article=near")
     with pytest.raises(ValueError, match=r"TrainConfig\.warmup_ratio must be in \[0, 1\], got 1\.5"):
         knobs.parse_setting("warmup=1.5")
+
+
+def test_top1_knobs_negative_sources_pick_by_rank_window_and_by_article():
+    import numpy as np
+
+    from retrlab.pool import CandidatePool
+    from tests.test_qrels_flavours import toy
+
+    knobs, data = load("top1_knobs"), toy()
+    # a-q1 asks for A / History / Early (a-003); its ranking: a hidden-positive-free list of every kind of place
+    ranking = ["a-001", "a-004", "b-001", "a-000", "b-000", "a-005"]  # parent, sibling, other article, ...
+    pool = CandidatePool("hand", ["a-q1"], [ranking], [np.linspace(1, 0.5, 6)], [np.zeros(6, bool)],
+                         np.array([1.0]), np.array([1]))
+    rng = random.Random(0)
+    assert knobs.negatives("top-1", data, pool)("a-q1", rng) == ["a-001"]
+    assert knobs.negatives("article=same", data, pool)("a-q1", rng) == ["a-001"]  # the parent heading
+    assert knobs.negatives("article=other", data, pool)("a-q1", rng) == ["b-001"]  # rank 3, article B
+    draws = {knobs.negatives("ranks=4-5", data, pool)("a-q1", rng)[0] for _ in range(50)}
+    assert draws == {"a-000", "b-000"}
+    picked = []
+    sampler = knobs.recording(knobs.negatives("article=other", data, pool), picked)
+    sampler("a-q1", rng), sampler("a-q1", rng)
+    assert picked == [("a-q1", "b-001")] * 2 and knobs.pool_ranks(pool, picked) == [3, 3]
+    only_same = CandidatePool("hand", ["a-q1"], [ranking[:2]], [np.ones(2)], [np.zeros(2, bool)],
+                              np.array([1.0]), np.array([1]))
+    assert knobs.negatives("article=other", data, only_same)("a-q1", rng) == ["a-004"]  # none: the last one
+
+
+def test_top1_knobs_body_setting_drops_only_the_title_prefix():
+    from tests.test_qrels_flavours import toy
+
+    knobs, data = load("top1_knobs"), toy()
+    assert knobs.parse_setting("article=other@body") == knobs.parse_setting("article=other")
+    assert knobs.parse_setting("inbatch@body") == (knobs.BASE, None)
+    body = knobs.untitled(data)
+    assert data.passage_text("a-003") == "A: text a-003" and body.passage_text("a-003") == "text a-003"
+    assert body.queries == data.queries and body.qrels == data.qrels and body.splits == data.splits
+    assert body.corpus["a-003"]["section"] == "A / History / Early" and data.corpus["a-003"]["title"] == "A"
 
 
 def test_top1_knobs_summary_averages_seeds_and_finds_each_runs_best_dev_step():
