@@ -159,3 +159,26 @@ def test_top1_knobs_runs_end_to_end_and_writes_curves(tmp_path):
     # ... then step 2 moves them by a gradient clipped to norm 1 in one run only
     assert base["grad_norm"][2] != unclipped["grad_norm"][2]
     assert [r["setting"] for r in report["summary"]] == ["base", "clip=none"] and "written:" in out.stdout
+
+
+def test_top1_anatomy_counts_words_overlap_and_repeated_bodies_exactly():
+    anatomy = load("top1_anatomy")
+    assert anatomy.words("Hello, World! 3 cats") == ["hello", "world", "3", "cats"]
+    assert anatomy.jaccard("a b c", "b c d") == 0.5 and anatomy.jaccard("", "") == 0.0
+    assert anatomy.jaccard("The cat.", "the CAT") == 1.0
+    assert anatomy.duplicate_bodies(["x y", " X Y ", "z", "x y", "w"]) == 2
+
+
+def test_top1_anatomy_runs_end_to_end_and_refuses_zero_pairs(tmp_path):
+    script = str(BENCHMARKS / "top1_anatomy.py")
+    bad = subprocess.run([sys.executable, script, "--pairs", "0", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--pairs must be >= 1, got 0" in bad.stderr
+    out = subprocess.run([sys.executable, script, "--subset", "20", "--pairs", "5", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "top1_anatomy.json").read_text())
+    assert report["queries"] == 20 and report["pairs"] == 5 and report["duplicate_bodies"] >= 0
+    assert 0 <= report["near_empty_share_top1"] <= 1 and -1 <= report["cosine_top1_positive_body_only_median"] <= 1
+    # on wiki-car the shared "Title: " prefix makes a same-article pair look closer (same data, same weights)
+    assert report["cosine_top1_positive_body_only_median"] < report["cosine_top1_positive_titled_median"]
