@@ -9,7 +9,10 @@ top-100 over wiki-car's train split, labelled positive removed) are broken text 
   positive, against a random other passage of the same article (the same topic, picked blindly);
 * the title prefix: every passage reads "Title: body", and so do all of its article's passages. The
   median cosine between top-1 candidate and positive, with the prefix and without it, shows how much of
-  their closeness the shared title alone gives.
+  their closeness the shared title alone gives;
+* the rank windows the study trains on (1, 2-4, 5-30, 30-100): where their candidates sit relative to
+  the query's heading (``retrlab.data.wikicar.relation``) and how many the zero-shot model already scores
+  above the labelled positive.
 
 No training: about a minute on 2 cores with the zero-shot vectors cached (they are built otherwise).
 
@@ -27,12 +30,15 @@ import numpy as np
 
 from retrlab.cache import atomic_write_json
 from retrlab.data import load_wikicar
+from retrlab.data.wikicar import relation
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import cached_corpus_embeddings
 from retrlab.pool import dense_pool
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHORT = 10  # words: a body below this is "near-empty"
+WINDOWS = ((1, 1), (2, 4), (5, 30), (30, 100))  # 1-based pool ranks, both ends included
+SAME_TOPIC = ("lead", "parent", "child", "sibling")  # the heading's own neighbourhood (docs/RESULTS.md 1.2)
 
 
 def words(text: str) -> list[str]:
@@ -55,6 +61,19 @@ def duplicate_bodies(bodies: list[str]) -> int:
         repeats += key in seen
         seen.add(key)
     return repeats
+
+
+def window_profile(data, pool, first: int, last: int) -> dict:
+    """Shares of the candidates at pool ranks ``first..last``: relevant, same topic, another section of
+    the article, another article; and scored above the query's labelled positive."""
+    kinds, above = [], []
+    for q in pool.qids:
+        pids, scores, _ = pool.candidates(q)
+        kinds += [relation(data, q, p) for p in pids[first - 1:last]]
+        above += list(scores[first - 1:last] > pool.positive_scores[pool.index(q)])
+    share = {k: float(np.mean([kind == k for kind in kinds])) for k in ("relevant", "other-section", "other-article")}
+    return {**share, "same_topic": float(np.mean([k in SAME_TOPIC for k in kinds])),
+            "above_positive": float(np.mean(above)), "candidates": len(kinds)}
 
 
 def paired_cosines(model: BiEncoder, a: list[str], b: list[str]) -> np.ndarray:
@@ -96,7 +115,8 @@ def anatomy(data, model: BiEncoder, pairs: int, seed: int = 0) -> dict:
         "top1_above_positive_share": float(np.mean([g < 0 for g in gaps])),
         "positive_minus_top1_median": float(np.median(gaps)),
         "pairs": len(sample), "cosine_top1_positive_titled_median": float(np.median(titled)),
-        "cosine_top1_positive_body_only_median": float(np.median(untitled))}
+        "cosine_top1_positive_body_only_median": float(np.median(untitled)),
+        "windows": {f"{a}-{b}": window_profile(data, pool, a, b) for a, b in WINDOWS}}
 
 
 def main() -> None:
@@ -112,7 +132,13 @@ def main() -> None:
         data = data.subset({"train": args.subset, "dev": 10, "test": 10})
     report = anatomy(data, BiEncoder.minilm(passage_max_length=64), args.pairs)
     for key, value in report.items():
-        print(f"{key:40s} {value:.3f}" if isinstance(value, float) else f"{key:40s} {value}")
+        if key != "windows":
+            print(f"{key:40s} {value:.3f}" if isinstance(value, float) else f"{key:40s} {value}")
+    print(f"\n{'ranks':>7s} {'relevant':>9s} {'same topic':>11s} {'other sect.':>12s} {'other art.':>11s} "
+          f"{'above positive':>15s}")
+    for window, w in report["windows"].items():
+        print(f"{window:>7s} {w['relevant']:9.1%} {w['same_topic']:11.1%} {w['other-section']:12.1%} "
+              f"{w['other-article']:11.1%} {w['above_positive']:15.1%}")
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "top1_anatomy.json", report)
     print(f"written: {args.out / 'top1_anatomy.json'}")

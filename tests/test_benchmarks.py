@@ -169,6 +169,22 @@ def test_top1_anatomy_counts_words_overlap_and_repeated_bodies_exactly():
     assert anatomy.duplicate_bodies(["x y", " X Y ", "z", "x y", "w"]) == 2
 
 
+def test_top1_anatomy_profiles_a_rank_window_by_heading_relation_and_score():
+    import numpy as np
+
+    from retrlab.pool import CandidatePool
+    from tests.test_qrels_flavours import toy
+
+    anatomy, data = load("top1_anatomy"), toy()
+    ranking = ["a-001", "a-004", "b-001", "a-000", "b-000", "a-005"]  # parent, sibling, other article, lead, ...
+    pool = CandidatePool("hand", ["a-q1"], [ranking], [np.linspace(1, 0.5, 6)], [np.zeros(6, bool)],
+                         np.array([0.8]), np.array([1]))  # the positive scores 0.8: ranks 1-2 lie above it
+    top4 = anatomy.window_profile(data, pool, 1, 4)
+    assert top4 == {"relevant": 0.0, "other-section": 0.0, "other-article": 0.25, "same_topic": 0.75,
+                    "above_positive": 0.5, "candidates": 4}
+    assert anatomy.window_profile(data, pool, 5, 6)["other-section"] == 0.5
+
+
 def test_top1_anatomy_runs_end_to_end_and_refuses_zero_pairs(tmp_path):
     script = str(BENCHMARKS / "top1_anatomy.py")
     bad = subprocess.run([sys.executable, script, "--pairs", "0", "--out", str(tmp_path)],
@@ -182,3 +198,6 @@ def test_top1_anatomy_runs_end_to_end_and_refuses_zero_pairs(tmp_path):
     assert 0 <= report["near_empty_share_top1"] <= 1 and -1 <= report["cosine_top1_positive_body_only_median"] <= 1
     # on wiki-car the shared "Title: " prefix makes a same-article pair look closer (same data, same weights)
     assert report["cosine_top1_positive_body_only_median"] < report["cosine_top1_positive_titled_median"]
+    assert list(report["windows"]) == ["1-1", "2-4", "5-30", "30-100"]
+    for w in report["windows"].values():  # the four classes cover every relation
+        assert w["relevant"] + w["same_topic"] + w["other-section"] + w["other-article"] == pytest.approx(1.0)
