@@ -41,9 +41,9 @@ from pathlib import Path
 
 from retrlab.cache import atomic_write_json, load_json
 from retrlab.data import RetrievalData, load_wikicar
+from retrlab.data.wikicar import relation
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import dense_run, evaluate_run
-from retrlab.data.wikicar import relation
 from retrlab.negatives.simans import top_k_negatives
 from retrlab.negatives.uniform import uniform_from_pool
 from retrlab.pool import dense_pool
@@ -105,8 +105,10 @@ def negatives(source: str, data, pool):
     if knob == "ranks":
         first, last = rank_window(value)
         return uniform_from_pool(pool, n=1, skip=first - 1, depth=last)
-    same = value == "same"
-    picks = first_candidate(data, pool, lambda r: r != "relevant" and (r != "other-article") == same)
+    if value == "same":  # any place in the query's own article but a hidden positive
+        picks = first_candidate(data, pool, lambda r: r not in ("relevant", "other-article"))
+    else:
+        picks = first_candidate(data, pool, lambda r: r == "other-article")
     return lambda qid, rng: [picks[qid]]
 
 

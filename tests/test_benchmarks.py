@@ -87,17 +87,27 @@ def test_top1_knobs_parses_one_knob_per_setting_and_names_a_bad_one():
         knobs.parse_setting("warmup=1.5")
 
 
-def test_top1_knobs_negative_sources_pick_by_rank_window_and_by_article():
+# query a-q1 of test_qrels_flavours' toy asks for A / History / Early (a-003); a ranking with every kind of
+# place and no hidden positive: parent, sibling, other article, lead, other article, other section
+RANKING = ["a-001", "a-004", "b-001", "a-000", "b-000", "a-005"]
+
+
+def ranked_for_a_q1(ranking: list[str], positive_score: float = 1.0):
+    """A one-query pool: ``ranking`` scored 1.0, 0.9, ... downwards (0.1 apart), no hidden positive."""
     import numpy as np
 
     from retrlab.pool import CandidatePool
+
+    scores = 1.0 - 0.1 * np.arange(len(ranking))
+    return CandidatePool("hand", ["a-q1"], [ranking], [scores], [np.zeros(len(ranking), bool)],
+                         np.array([positive_score]), np.array([1]))
+
+
+def test_top1_knobs_negative_sources_pick_by_rank_window_and_by_article():
     from tests.test_qrels_flavours import toy
 
     knobs, data = load("top1_knobs"), toy()
-    # a-q1 asks for A / History / Early (a-003); its ranking: a hidden-positive-free list of every kind of place
-    ranking = ["a-001", "a-004", "b-001", "a-000", "b-000", "a-005"]  # parent, sibling, other article, ...
-    pool = CandidatePool("hand", ["a-q1"], [ranking], [np.linspace(1, 0.5, 6)], [np.zeros(6, bool)],
-                         np.array([1.0]), np.array([1]))
+    pool = ranked_for_a_q1(RANKING)
     rng = random.Random(0)
     assert knobs.negatives("top-1", data, pool)("a-q1", rng) == ["a-001"]
     assert knobs.negatives("article=same", data, pool)("a-q1", rng) == ["a-001"]  # the parent heading
@@ -108,8 +118,7 @@ def test_top1_knobs_negative_sources_pick_by_rank_window_and_by_article():
     sampler = knobs.recording(knobs.negatives("article=other", data, pool), picked)
     sampler("a-q1", rng), sampler("a-q1", rng)
     assert picked == [("a-q1", "b-001")] * 2 and knobs.pool_ranks(pool, picked) == [3, 3]
-    only_same = CandidatePool("hand", ["a-q1"], [ranking[:2]], [np.ones(2)], [np.zeros(2, bool)],
-                              np.array([1.0]), np.array([1]))
+    only_same = ranked_for_a_q1(RANKING[:2])
     assert knobs.negatives("article=other", data, only_same)("a-q1", rng) == ["a-004"]  # none: the last one
 
 
@@ -170,15 +179,10 @@ def test_top1_anatomy_counts_words_overlap_and_repeated_bodies_exactly():
 
 
 def test_top1_anatomy_profiles_a_rank_window_by_heading_relation_and_score():
-    import numpy as np
-
-    from retrlab.pool import CandidatePool
     from tests.test_qrels_flavours import toy
 
     anatomy, data = load("top1_anatomy"), toy()
-    ranking = ["a-001", "a-004", "b-001", "a-000", "b-000", "a-005"]  # parent, sibling, other article, lead, ...
-    pool = CandidatePool("hand", ["a-q1"], [ranking], [np.linspace(1, 0.5, 6)], [np.zeros(6, bool)],
-                         np.array([0.8]), np.array([1]))  # the positive scores 0.8: ranks 1-2 lie above it
+    pool = ranked_for_a_q1(RANKING, positive_score=0.8)  # scores 1.0, 0.9, ...: ranks 1-2 lie above it
     top4 = anatomy.window_profile(data, pool, 1, 4)
     assert top4 == {"relevant": 0.0, "other-section": 0.0, "other-article": 0.25, "same_topic": 0.75,
                     "above_positive": 0.5, "candidates": 4}
