@@ -226,30 +226,35 @@ def main() -> None:
     data = load_wikicar()
     if args.subset:
         data = data.subset({"train": args.subset, "dev": 20, "test": 40})
-    regimes = {"": regime(data, args.max_length)}  # the body-only one is built when a setting asks for it
-    start = regimes[""]["start"]
+    regimes: dict[str, dict] = {}  # the titled ("") and body-only (BODY) regimes, each built when first needed
+
+    def shared_for(kind: str) -> dict:
+        if kind not in regimes:
+            regimes[kind] = regime(untitled(data) if kind else data, args.max_length)
+        return regimes[kind]
+
     target = args.out / "top1_knobs.json"
     previous = load_json(target) if target.exists() and not args.subset else {"runs": []}  # a sweep adds to it
     done = previous["runs"]
-    starts = {"start": start, **{k: previous[k] for k in ("start_body",) if k in previous}}
+    same_length = previous.get("args", {}).get("max_length") == str(args.max_length)
+    starts = {k: previous[k] for k in ("start", "start_body") if k in previous and same_length}
+    if "start" not in starts:  # the titled start anchors the summary; an earlier sweep's is reused
+        starts["start"] = shared_for("")["start"]
     redone = {(s, seed) for s in args.settings for seed in args.seeds}
     runs = [r for r in done if r["steps"] == args.steps and (r["setting"], r["seed"]) not in redone]
     started = time.perf_counter()
     for seed in args.seeds:
         for setting in args.settings:
             kind = BODY if setting.endswith(BODY) else ""
-            if kind not in regimes:
-                regimes[kind] = regime(untitled(data), args.max_length)
-            r = one_run(regimes[kind], setting, seed, args)
+            r = one_run(shared_for(kind), setting, seed, args)
             runs.append(r)
             print(f"[{time.perf_counter() - started:6.0f} s] {setting:10s} seed {seed}: dev MRR@10 "
                   f"{r['dev_mrr10'][-1]:.3f} (best {max(r['dev_mrr10']):.3f}), gauge {r['gauge'][-1]:.2f}, "
                   f"loss {statistics.mean(r['loss'][-10:]):.3f}, test {r['test_mrr10']:.3f}", flush=True)
-            if BODY in regimes:
-                starts["start_body"] = regimes[BODY]["start"]
+            starts.update({"start_body" if k else "start": shared["start"] for k, shared in regimes.items()})
             atomic_write_json(target, {"args": {k: str(v) for k, v in vars(args).items()}, **starts,
-                                       "runs": runs, "summary": summary(runs, start)})
-    print_summary(summary(runs, start), start)
+                                       "runs": runs, "summary": summary(runs, starts["start"])})
+    print_summary(summary(runs, starts["start"]), starts["start"])
     if "start_body" in starts:
         body = starts["start_body"]
         print(f"zero-shot start on body-only passages ({BODY}): dev MRR@10 {body['dev_mrr10']:.3f}, "

@@ -8,7 +8,7 @@
     retrlab site [--default] [--out site]          # the rendered site: every notebook executed (cached)
     retrlab present simans       # a classroom dashboard (Voila, widgets only) on 127.0.0.1; or: rocketqa
     retrlab run star --seed 1    # fine-tune one strategy on the leaderboard budget, save JSON + plot
-    retrlab leaderboard          # every strategy x seeds 0 1 (about 5 minutes on 2 cores), a table
+    retrlab leaderboard          # every strategy x seeds 0 1 2 (a few minutes on 2 cores), a table
     retrlab leaderboard --full --seeds 0 1 2    # all of wiki-car, 60 steps of batch 16 (~30-40 min)
     retrlab pretraining-study --protocol continued --seeds 0 1 2   # notebook 13's cached study
 """

@@ -154,6 +154,30 @@ def test_top1_knobs_summary_averages_seeds_and_finds_each_runs_best_dev_step():
     assert tau["seeds"] == [0] and tau["test"][1] == 0.0 and tau["best_step"] == 30
 
 
+def test_top1_knobs_builds_only_the_regimes_its_settings_need(tmp_path, monkeypatch):
+    from tests.test_qrels_flavours import toy
+
+    knobs, built = load("top1_knobs"), []
+    starts = {"toy": {"dev_mrr10": 0.5, "gauge": 0.4, "test_mrr10": 0.6},
+              "toy-body": {"dev_mrr10": 0.3, "gauge": 0.2, "test_mrr10": 0.35}}
+    monkeypatch.setattr(knobs, "load_wikicar", toy)
+    monkeypatch.setattr(knobs, "regime", lambda data, max_length: built.append(data.name) or {"start": starts[data.name]})
+    monkeypatch.setattr(knobs, "one_run", lambda shared, setting, seed, args: {
+        "setting": setting, "seed": seed, "steps": args.steps, "test_mrr10": 0.5, "curve_steps": [10],
+        "dev_mrr10": [0.4], "gauge": [0.3], "loss": [1.0], "grad_norm": [2.0], "negative_rank_median": None,
+        "start_dev_mrr10": shared["start"]["dev_mrr10"]})
+    sweep = ["top1_knobs.py", "--out", str(tmp_path), "--settings"]
+    monkeypatch.setattr(sys, "argv", [*sweep, "base@body"])
+    knobs.main()  # no earlier sweep: the titled start is measured once, for the summary
+    assert built == ["toy", "toy-body"]
+    monkeypatch.setattr(sys, "argv", [*sweep, "inbatch@body"])
+    knobs.main()  # a body-only sweep added to it reuses the titled start it wrote
+    assert built == ["toy", "toy-body", "toy-body"]
+    report = json.loads((tmp_path / "top1_knobs.json").read_text())
+    assert report["start"] == starts["toy"] and report["start_body"] == starts["toy-body"]
+    assert [r["setting"] for r in report["runs"]] == ["base@body", "inbatch@body"]
+
+
 def test_top1_knobs_runs_end_to_end_and_writes_curves(tmp_path):
     args = ["--steps", "3", "--every", "1", "--subset", "20", "--settings", "base", "clip=none",
             "--out", str(tmp_path)]
