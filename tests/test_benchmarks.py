@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -35,6 +36,17 @@ def test_bf16_summary_gives_means_spreads_and_the_verdict_per_strategy():
     assert rows["top-1"]["gap"] == pytest.approx(-0.23) and not rows["top-1"]["within_seed_spread"]
     assert rows["simans"]["seeds"] == 1 and rows["simans"]["gap"] == pytest.approx(0.01)
     assert "within_seed_spread" not in rows["simans"]  # one seed has no spread to judge a gap by
+
+
+def test_bf16_whole_wraps_the_training_call_in_autocast_and_leaves_the_policy_at_fp32(monkeypatch):
+    bench = load("bf16_training")
+    monkeypatch.setenv("RETRLAB_PRECISION", "auto")
+    with bench.training_precision("bf16", torch.device("cpu")):
+        assert os.environ["RETRLAB_PRECISION"] == "bf16" and not torch.is_autocast_enabled("cpu")
+    with bench.training_precision("bf16-whole", torch.device("cpu")):  # everything inside is bf16 autocast
+        assert os.environ["RETRLAB_PRECISION"] == "fp32" and torch.is_autocast_enabled("cpu")
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    assert not torch.is_autocast_enabled("cpu")
 
 
 def test_a_strategy_missing_a_precision_is_left_out():

@@ -197,6 +197,25 @@ def test_the_norm_before_clipping_is_logged_and_inf_switches_clipping_off(clip, 
     assert seen == [pytest.approx(stepped_norm)]
 
 
+def test_a_run_inside_an_autocast_region_sees_each_optimiser_step():
+    """autocast caches the bf16 copy of a weight until its region exits: without the engine clearing it
+    after each step, every forward pass would use the first step's weights (docs/RESULTS.md 1.8)."""
+    layer, outputs = torch.nn.Linear(4, 1, bias=False), []
+
+    def loss(step: int) -> torch.Tensor:
+        out = layer(torch.ones(1, 4))
+        outputs.append(out.item())
+        return out.float().sum()
+
+    with torch.no_grad():
+        layer.weight.fill_(0.25)
+    learner = Learner([layer], 0.5, 3, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=math.inf)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        run({"model": learner}, Stage(loss), 3, seed=0, progress=False)
+    # AdamW's first step moves each weight by the learning rate, against the gradient: 0.25 -> -0.25
+    assert outputs[:2] == [1.0, -1.0] and outputs[2] < -1.0  # with stale weights: [1.0, 1.0, 1.0]
+
+
 def test_a_train_config_refuses_a_clip_that_is_not_positive():
     with pytest.raises(ValueError, match=r"max_grad_norm must be > 0 \(math.inf: no clipping\), got 0"):
         TrainConfig(max_grad_norm=0)
