@@ -49,7 +49,7 @@ def test_token_ids_are_the_tokenizers_own_and_remember_only_the_last_calls(_mini
 
 
 @pytest.mark.parametrize("max_length", [128, 16])
-def test_minilm_equals_sentence_transformers(_minilm, max_length):
+def test_minilm_equals_sentence_transformers(_minilm, max_length, float32):
     st = SentenceTransformer(minilm_path(), device="cpu")
     st.max_seq_length = max_length
     _minilm.passage_max_length = max_length

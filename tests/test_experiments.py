@@ -39,6 +39,7 @@ def use_tiny_models(monkeypatch, home) -> None:
 def board(tmp_path_factory) -> Leaderboard:
     with pytest.MonkeyPatch.context() as mp:
         use_tiny_models(mp, tmp_path_factory.mktemp("home"))
+        mp.setenv("RETRLAB_PRECISION", "fp32")  # as the tests that compare with it (conftest.float32)
         return run_leaderboard(make_toy_data(), TOY, seeds=(0, 1), progress=False)
 
 
@@ -99,7 +100,7 @@ def test_every_strategy_runs_and_records_its_negatives(board):
     assert set(board.notes["cross-encoder report"]) >= {"first_stage", "reranked", "accuracy"}
 
 
-def test_ar2_control_trains_its_retriever_without_a_ranker(board, toy_data, tmp_path, monkeypatch):
+def test_ar2_control_trains_its_retriever_without_a_ranker(board, toy_data, tmp_path, monkeypatch, float32):
     use_tiny_models(monkeypatch, tmp_path)
     ctx = Context(toy_data, TOY)
     control = run_entry("ar2-no-ranker", toy_data, TOY, seed=0, context=ctx)

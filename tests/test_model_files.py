@@ -24,7 +24,7 @@ from retrlab.encoders import BiEncoder
 from retrlab.model_card import ModelCard
 from retrlab.train import TrainConfig
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "float32")  # compared with float32 references
 
 # the second text is longer than the query limit below (8 tokens) and the passage limit (16)
 TEXTS = ["hello world", "Anarchism: a political philosophy and movement " * 12, "Cats sleep a lot.", "A"]
