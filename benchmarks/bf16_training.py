@@ -8,10 +8,11 @@ the transformer, float32 scores, loss and optimiser) and is then evaluated in fl
 training precision is the only difference. ``bf16-whole`` is *not* retrlab's policy: it wraps the
 whole training call in ``torch.autocast(bfloat16)`` -- forward, loss, backward and optimiser -- as
 wrapping a training loop in autocast does. autocast keeps the bf16 copy of each weight it casts until
-its region exits; until the engine cleared that cache after every optimiser step, every forward pass of
-such a run used the first step's weights while AdamW moved the float32 ones blind, and a top-1 run fell to 0.174 on an AVX512-BF16 CPU (docs/RESULTS.md
-1.8). It is kept as the check that it no longer does. The pool is mined once, in float32. Also measured: how
-far zero-shot bf16 embeddings are from float32 ones (cosine), and the time per training step.
+its region exits; until the engine cleared that cache after every optimiser step, every forward pass
+of such a run used the first step's weights while AdamW moved the float32 ones blind, and a top-1 run
+fell to 0.174 on an AVX512-BF16 CPU (docs/RESULTS.md 1.8). It is kept as the check that it no longer
+does. The pool is mined once, in float32. Also measured: how far zero-shot bf16 embeddings are from
+float32 ones (cosine), and the time per training step.
 
 The question only makes sense where bf16 is native (a CUDA GPU of compute capability 8+, a CPU with
 AVX512-BF16 or AMX): elsewhere bf16 is emulated, about 20x slower, and this takes hours.
