@@ -122,9 +122,9 @@ def summary(runs: list[dict], strategies, precisions) -> list[dict]:
 
 
 def print_summary(rows: list[dict], precisions) -> None:
-    print(f"\n{'strategy':10s}" + "".join(f"{p + ' test MRR@10':>20s}" for p in precisions) + f"{'bf16-fp32':>10s}  verdict")
+    print(f"\n{'strategy':10s}" + "".join(f"{p + ' test MRR@10':>24s}" for p in precisions) + f"{'bf16-fp32':>10s}  verdict")
     for r in rows:
-        cells = "".join(f"{r[p + '_mean']:11.3f} ± {r[p + '_std']:.3f}" for p in precisions)
+        cells = "".join(f"{r[p + '_mean']:16.3f} ± {r[p + '_std']:.3f}" for p in precisions)
         verdict = {None: "no seed spread", True: "within the seed spread",
                    False: "OUTSIDE the seed spread"}[r.get("within_seed_spread")]
         print(f"{r['strategy']:10s}{cells}{r.get('gap', 0.0):+10.3f}  {verdict} ({r['seeds']} seeds)")

@@ -16,7 +16,8 @@ bf16 score into a visible change of the loss. So the policy is:
   float32's results (docs/RESULTS.md 5.2: in-batch, top-1 and SimANS on an H200, 3 seeds each;
   top-1 on a Xeon with AMX), but it was no faster there at retrlab's sizes (a MiniLM step at batch
   16 is bound by kernel launches and tokenization, not arithmetic); ask for it with ``bf16``, which
-  on a 2-core CPU with AVX512-BF16 is 1.6x faster per step (docs/RESULTS.md 5.4).
+  on a 2-core CPU with AVX512-BF16 is 1.6x faster per step and matched float32 there (docs/RESULTS.md
+  5.3-5.4).
   ``benchmarks/bf16_training.py`` repeats the check on any machine.
 
 The one place that applies it is ``BiEncoder._embed`` (``retrlab.encoders``): the transformer runs
