@@ -6,7 +6,9 @@ system A minus system B, ``significant`` whether the 95% interval excludes 0.
 ``Variants`` is the pattern every fine-tuning notebook (01, 02, 05, 07) repeats: train a fresh model
 per variant on the same budget, record the negatives it trained on, retrieve the evaluation split
 with it, and keep the run, metrics, history and wall time under the variant's name, so tables, bars
-and verdicts read from one place. ``notice`` prints a "What to notice" cell's sentences as bullets.
+and verdicts read from one place. ``another_seed`` trains a variant again with another seed and keeps
+only its run: the notebook's main comparison (``effect``) then averages each query's score over the
+seeds and reports the spread between them. ``notice`` prints a "What to notice" cell's sentences as bullets.
 ``compare_pairs`` and ``versus`` give the pretraining bench's verdicts (notebooks 08-12).
 """
 from __future__ import annotations
@@ -71,19 +73,26 @@ class Variants:
     seconds: dict[str, float] = field(default_factory=dict)
     picks: dict[str, RecordingSampler] = field(default_factory=dict)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # (N, H) passage vectors of the split
+    seed_runs: dict[str, list[dict]] = field(default_factory=dict)  # name -> its run for each seed trained
+    seed_picks: dict[str, list[RecordingSampler]] = field(default_factory=dict)  # name -> each seed's negatives
 
     def add(self, name: str, run: dict) -> dict[str, float]:
         """Record a run (e.g. a zero-shot baseline) and its metrics on ``split``."""
         self.runs[name] = run
+        self.seed_runs[name] = [run]
         self.results[name] = evaluate_run(run, self.data, self.split)
         return self.results[name]
 
-    def train(self, name: str, model: BiEncoder, fit: Fit, sampler: Sampler | None = None) -> BiEncoder:
-        """Train ``model`` with ``fit``, evaluate it, record it under ``name``; print one line; return it."""
+    def _fit(self, model: BiEncoder, fit: Fit, sampler: Sampler | None) -> tuple:
+        """``fit(model, recorder)``: (its history, the recorder of its negatives or None, seconds)."""
         recorder = RecordingSampler(sampler) if sampler is not None else None
         started = time.perf_counter()
         history = fit(model, recorder)
-        self.seconds[name] = time.perf_counter() - started
+        return history, recorder, time.perf_counter() - started
+
+    def train(self, name: str, model: BiEncoder, fit: Fit, sampler: Sampler | None = None) -> BiEncoder:
+        """Train ``model`` with ``fit``, evaluate it, record it under ``name``; print one line; return it."""
+        history, recorder, self.seconds[name] = self._fit(model, fit, sampler)
         if history is not None:
             self.histories[name] = history
         if recorder is not None:
@@ -91,18 +100,49 @@ class Variants:
         self.vectors[name] = encode_corpus(model, self.data, self.data.search_pids(self.split), progress=False)
         metrics = self.add(name, dense_run(model, self.data, self.split, passage_vectors=self.vectors[name],
                                            progress=False))
+        self.seed_picks[name] = [recorder] if recorder is not None else []
         used = f", hidden positives among its negatives {self.fn_rate(name):.1%}" if recorder else ""
         print(f"{name}: {self.seconds[name]:.0f} s, {self.split} MRR@10 {metrics['MRR@10']:.3f}{used}")
         return model
 
+    def another_seed(self, name: str, seed: int, model: BiEncoder, fit: Fit,
+                     sampler: Sampler | None = None) -> float:
+        """Train ``name`` once more (``fit`` uses ``seed``; a fresh ``model``) and keep its run beside the
+        first one's; tables and plots keep showing the first run. Prints and returns its MRR@10."""
+        if name not in self.runs:
+            raise KeyError(f"train {name!r} first: another seed repeats a variant already trained")
+        _, recorder, seconds = self._fit(model, fit, sampler)
+        run = dense_run(model, self.data, self.split, progress=False)
+        self.seed_runs[name].append(run)
+        if recorder is not None:
+            self.seed_picks[name].append(recorder)
+        mrr = evaluate_run(run, self.data, self.split)["MRR@10"]
+        print(f"{name}, seed {seed}: {seconds:.0f} s, {self.split} MRR@10 {mrr:.3f}")
+        return mrr
+
+    def seed_scores(self, name: str, measure: str = "MRR@10") -> np.ndarray:
+        """``measure`` on ``split`` of every run of ``name``, the first run's first."""
+        return np.array([evaluate_run(run, self.data, self.split)[measure] for run in self.seed_runs[name]])
+
     def fn_rate(self, name: str) -> float:
-        """Share of the negatives ``name`` trained on that are relevant by the ground truth (nan: none)."""
-        return self.picks[name].false_negative_rate(self.data) if name in self.picks else float("nan")
+        """Share of the negatives ``name`` trained on that are relevant by the ground truth (nan: none);
+        over every seed's negatives once ``another_seed`` has run."""
+        recorders = self._recorders(name)
+        if not recorders:
+            return float("nan")
+        return float(np.mean([r.false_negative_rate(self.data) for r in recorders]))
+
+    def _recorders(self, name: str) -> list[RecordingSampler]:
+        """Every seed's negatives of ``name`` (a variant filed under ``picks`` by hand counts once)."""
+        return self.seed_picks.get(name) or ([self.picks[name]] if name in self.picks else [])
 
     def effect(self, method: str, a: str, b: str) -> EffectRow:
-        """This notebook's row of the paper-effects table: variant ``a`` plays the leaderboard's ``method``."""
-        fn = {name: self.fn_rate(name) if name in self.picks else None for name in (a, b)}
-        return show_effect(method, [self.runs[a]], [self.runs[b]], split_qrels(self.data, self.split),
+        """This notebook's row of the paper-effects table: variant ``a`` plays the leaderboard's ``method``,
+        over every seed each of the two was trained with (a paired bootstrap of the seed-averaged
+        per-query scores, and the spread between seeds)."""
+        fn = {name: self.fn_rate(name) if self._recorders(name) else None for name in (a, b)}
+        runs = {name: self.seed_runs.get(name) or [self.runs[name]] for name in (a, b)}
+        return show_effect(method, runs[a], runs[b], split_qrels(self.data, self.split),
                            labels=(a, b), fn_method=fn[a], fn_baseline=fn[b])
 
     def compare(self, a: str, b: str, measure: str = "MRR@10") -> Comparison:
@@ -176,12 +216,29 @@ def show_full_board_effect(method: str, strategies: tuple[str, ...] | None = Non
     return row
 
 
+def seed_summary(scores: list[float] | np.ndarray, seeds: tuple[int, ...]) -> str:
+    """'0.655 ± 0.007 over seeds (0, 1, 2) (0.650, 0.663, 0.652)': mean ± sample std, then each seed's value."""
+    scores = np.asarray(scores, dtype=float)
+    if len(scores) != len(seeds):
+        raise ValueError(f"{len(scores)} scores for {len(seeds)} seeds {seeds}")
+    spread = f" ± {scores.std(ddof=1):.3f}" if len(scores) > 1 else ""
+    return f"{scores.mean():.3f}{spread} over seeds {seeds} ({', '.join(f'{s:.3f}' for s in scores)})"
+
+
+def effect_sentence(row: EffectRow, seeds: tuple[int, ...], measure: str = "MRR@10") -> str:
+    """A notebook's main comparison in one sentence: gap, 95% interval and its half-width, seed spread, verdict."""
+    return (f"Over seeds {seeds}, {row.compared}: Δ {measure} {row.gap:+.3f}, 95% interval [{row.low:+.3f}, "
+            f"{row.high:+.3f}] (half-width {(row.high - row.low) / 2:.3f}), seed spread ±{row.spread:.3f}: {row.verdict}.")
+
+
 def notice(*points: str, started: float | None = None, smoke: bool | None = None) -> None:
     """Print each point as a bullet; with ``started`` (a ``time.perf_counter()``), how long the notebook ran."""
     for point in points:
         print(f"- {point}")
     if started is not None:
         print(f"\n(notebook ran in {time.perf_counter() - started:.0f} s, smoke mode: {smoke})")
+
+
 # --- the pretraining bench's verdicts (notebooks 08-12) ---------------------------------------------
 def compare_pairs(results: dict, qrels: dict, pairs: list[tuple[str, str]], stages: list[str],
                   measure: str = "MRR@10") -> dict[tuple[str, str, str], Comparison]:

@@ -10,7 +10,8 @@ import pytest
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import dense_run, evaluate_run, split_qrels
 from retrlab.leaderboard.effects import EffectRow, paper_effect
-from retrlab.lesson import Variants, board_direction, compare_pairs, direction, notice, verdict, versus
+from retrlab.lesson import (Variants, board_direction, compare_pairs, direction, effect_sentence, notice,
+                            seed_summary, verdict, versus)
 from retrlab.negatives.uniform import RecordingSampler, uniform_from_pool
 from retrlab.pretraining.bench import ProtocolResult
 from retrlab.stats import Comparison, compare_runs
@@ -107,6 +108,49 @@ def test_variants_effect_is_the_papers_row_on_their_runs(toy_data, monkeypatch):
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
     variants.effect("star", "STAR", "in-batch")
     assert "| STAR vs in-batch | +0.500 | [+0.500, +0.500] | 1, ±0.000 | reproduced (one seed): robust gap" in shown[0]
+def test_another_seed_adds_runs_that_the_effect_averages_and_the_spread_measures(toy_data, monkeypatch):
+    monkeypatch.setattr("IPython.display.display", lambda obj: None)
+    variants = Variants(toy_data, "test")
+    pool = toy_pool(toy_data)
+    models = {s: BiEncoder.tiny(layers=1, hidden=32, seed=s) for s in (0, 1, 2)}
+
+    def fit(model, sampler):  # draws each training query's negative, as a training run would
+        for q in toy_data.qids("train"):
+            sampler(q, random.Random(0))
+
+    variants.add("in-batch", {"q4": {"s1": 2.0, "s3": 1.0}, "q5": {"s3": 2.0, "s1": 1.0}})  # RR 0.5, 0.5
+    with pytest.raises(KeyError, match="train 'hard' first"):
+        variants.another_seed("hard", 1, models[1], fit)
+    variants.train("hard", models[0], fit, sampler=uniform_from_pool(pool, n=1))
+    first = variants.runs["hard"]
+    mrr = {s: variants.another_seed("hard", s, models[s], fit, sampler=uniform_from_pool(pool, n=1)) for s in (1, 2)}
+    runs = [dense_run(models[s], toy_data, "test", progress=False) for s in (0, 1, 2)]
+    assert variants.seed_runs["hard"] == runs and variants.runs["hard"] == first  # the tables keep seed 0's run
+    scores = [evaluate_run(r, toy_data, "test")["MRR@10"] for r in runs]
+    assert variants.seed_scores("hard").tolist() == scores and [mrr[1], mrr[2]] == scores[1:]
+    rates = [r.false_negative_rate(toy_data) for r in variants.seed_picks["hard"]]
+    assert len(rates) == 3 and variants.fn_rate("hard") == pytest.approx(np.mean(rates))
+
+    row = variants.effect("star", "hard", "in-batch")
+    assert row.seeds == 3 and row.spread == pytest.approx(np.std(scores, ddof=1))  # in-batch: one run, no spread
+    assert row.gap == pytest.approx(np.mean(scores) - 0.5)  # seed-averaged per-query RR, minus 0.5 on each query
+
+
+def test_seed_summary_gives_mean_sample_std_and_each_seed():
+    assert seed_summary([0.650, 0.663, 0.652], (0, 1, 2)) == "0.655 ± 0.007 over seeds (0, 1, 2) (0.650, 0.663, 0.652)"
+    assert seed_summary([0.5], (0,)) == "0.500 over seeds (0,) (0.500)"
+    with pytest.raises(ValueError, match=r"2 scores for 3 seeds \(0, 1, 2\)"):
+        seed_summary([0.5, 0.6], (0, 1, 2))
+
+
+def test_effect_sentence_states_gap_interval_half_width_spread_and_verdict():
+    row = EffectRow(paper_effect("simans"), "SimANS vs top-1", 3, 0.0123, -0.0101, 0.0299, 0.004, False,
+                    "not reproduced", "")
+    assert effect_sentence(row, (0, 1, 2)) == ("Over seeds (0, 1, 2), SimANS vs top-1: Δ MRR@10 +0.012, 95% interval "
+                                               "[-0.010, +0.030] (half-width 0.020), seed spread ±0.004: not reproduced.")
+    assert "Δ dev MRR@10 +0.012" in effect_sentence(row, (0,), "dev MRR@10")
+
+
 def _result(runs: dict) -> ProtocolResult:
     return ProtocolResult(runs=runs)
 
