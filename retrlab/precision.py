@@ -10,14 +10,15 @@ bf16 score into a visible change of the loss. So the policy is:
 * ``fp32`` — everything in float32;
 * ``bf16`` — encoder forward passes under ``torch.autocast(dtype=torch.bfloat16)``, but scores,
   losses and optimiser state always in float32 (embeddings are cast up before any dot product);
-* ``auto`` (the default) — ``bf16`` for *inference* (encoding a corpus, re-mining a pool) where
-  the hardware runs it natively, else ``fp32``: emulated bf16 (e.g. a CPU with AVX2 only) is slower
-  than float32 and buys nothing. *Training* stays ``fp32`` under ``auto``: bf16 training does reach
-  float32's results (docs/RESULTS.md 5.2: in-batch, top-1 and SimANS on an H200, 3 seeds each;
-  top-1 on a Xeon with AMX), but it was no faster there at retrlab's sizes (a MiniLM step at batch
-  16 is bound by kernel launches and tokenization, not arithmetic); ask for it with ``bf16``, which
-  on a 2-core CPU with AVX512-BF16 is 1.6x faster per step and matched float32 there (docs/RESULTS.md
-  5.3-5.4).
+* ``auto`` (the default) — ``bf16`` where the hardware runs it natively *and* it was measured to
+  pay, else ``fp32`` (emulated bf16, e.g. on a CPU with AVX2 only, is slower than float32):
+  - *encoding* (a corpus, a pool, an evaluation): bf16 on a CUDA GPU or a CPU with native bf16;
+  - *training*: bf16 on a CPU with native bf16 (AVX512-BF16 or AMX), float32 on CUDA. bf16
+    training reached float32's test MRR@10 within the seed spread for in-batch, top-1 and SimANS
+    negatives, 3 seeds each, on an H200 and on a 2-core EPYC with AVX512-BF16 (docs/RESULTS.md
+    5.2-5.3), and on that CPU a step is 1.5x faster; on the H200 it was 11-24% *slower* at MiniLM's
+    batch sizes (a step there is bound by kernel launches and tokenization), so CUDA trains in
+    float32 unless ``bf16`` is asked for.
   ``benchmarks/bf16_training.py`` repeats the check on any machine.
 
 The one place that applies it is ``BiEncoder._embed`` (``retrlab.encoders``): the transformer runs
@@ -67,7 +68,9 @@ def forward_precision(device: torch.device | str, training: bool = False) -> str
     """``"bf16"`` or ``"fp32"``: what an encoder forward pass on ``device`` runs in under the policy."""
     wanted = requested_precision()
     if wanted == "auto":
-        return "bf16" if native_bf16(device) and not training else "fp32"
+        device = torch.device(device)
+        pays = native_bf16(device) and (not training or device.type == "cpu")  # see the module docstring
+        return "bf16" if pays else "fp32"
     return wanted
 
 

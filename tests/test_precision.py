@@ -46,13 +46,20 @@ def test_bf16_autocast_rounds_scores_that_fp32_keeps(monkeypatch):
     assert exact[0, 1] - exact[0, 0] == pytest.approx(0.001, abs=1e-6)
 
 
-def test_training_stays_fp32_under_auto_even_on_native_hardware(monkeypatch):
+def test_auto_trains_in_bf16_on_native_cpus_only_and_encodes_in_it_wherever_native(monkeypatch):
     monkeypatch.setenv("RETRLAB_PRECISION", "auto")
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     assert precision.forward_precision("cpu", training=False) == "bf16"
-    assert precision.forward_precision("cpu", training=True) == "fp32"
+    assert precision.forward_precision("cpu", training=True) == "bf16"  # 1.5x a step, same results
+    assert precision.forward_precision("cuda", training=False) == "bf16"
+    assert precision.forward_precision("cuda", training=True) == "fp32"  # slower per step at MiniLM's sizes
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert precision.forward_precision("cpu", training=True) == "fp32"  # emulated bf16: slower, never chosen
     monkeypatch.setenv("RETRLAB_PRECISION", "bf16")
-    assert precision.forward_precision("cpu", training=True) == "bf16"
+    assert precision.forward_precision("cuda", training=True) == "bf16"
+    monkeypatch.setenv("RETRLAB_PRECISION", "fp32")
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert precision.forward_precision("cpu", training=True) == "fp32"
 
 
 def test_bf16_encoding_is_within_cosine_0_9999_of_fp32_and_vectors_stay_float32(monkeypatch):
