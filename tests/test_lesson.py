@@ -136,6 +136,20 @@ def test_another_seed_adds_runs_that_the_effect_averages_and_the_spread_measures
     assert row.gap == pytest.approx(np.mean(scores) - 0.5)  # seed-averaged per-query RR, minus 0.5 on each query
 
 
+def test_a_variant_filed_by_hand_counts_as_one_seed(toy_data, monkeypatch):
+    """Notebook 05 files a stage that adds nothing under the previous stage's run and negatives."""
+    monkeypatch.setattr("IPython.display.display", lambda obj: None)
+    variants = Variants(toy_data, "test")
+    recorder = RecordingSampler(uniform_from_pool(toy_pool(toy_data), n=1))
+    for q in toy_data.qids("train"):
+        recorder(q, random.Random(0))
+    variants.runs["alias"], variants.picks["alias"] = {"q4": {"s3": 2.0}, "q5": {"s1": 2.0}}, recorder  # RR 1, 1
+    variants.add("base", {"q4": {"s1": 2.0, "s3": 1.0}, "q5": {"s3": 2.0, "s1": 1.0}})  # RR 0.5, 0.5
+    assert variants.fn_rate("alias") == recorder.false_negative_rate(toy_data)
+    row = variants.effect("star", "alias", "base")
+    assert row.seeds == 1 and row.gap == 0.5
+
+
 def test_seed_summary_gives_mean_sample_std_and_each_seed():
     assert seed_summary([0.650, 0.663, 0.652], (0, 1, 2)) == "0.655 ± 0.007 over seeds (0, 1, 2) (0.650, 0.663, 0.652)"
     assert seed_summary([0.5], (0,)) == "0.500 over seeds (0,) (0.500)"
