@@ -78,6 +78,29 @@ def compare_runs(run_a: dict, run_b: dict, qrels: dict, measure: str = "MRR@10",
                             a=a, b=b, measure=measure, seed=seed)
 
 
+def compare_seeds(runs_a: list[dict], runs_b: list[dict], qrels: dict, measure: str = "MRR@10", *,
+                  a: str = "A", b: str = "B", seed: int = 0) -> tuple[Comparison, float]:
+    """Two systems trained with several seeds (one run per seed): the paired bootstrap of their per-query
+    scores averaged over the seeds, and the seed spread, each system's standard deviation over seeds of
+    its mean score, added (0 for a system that ran once: a fixed model no training seed moves)."""
+    if not runs_a or not runs_b:
+        raise ValueError("compare_seeds needs at least one run of each system")
+    per_a, per_b = ([per_query(run, qrels, measure) for run in runs] for runs in (runs_a, runs_b))
+    comparison = paired_bootstrap(_seed_average(per_a), _seed_average(per_b), a=a, b=b, measure=measure, seed=seed)
+    return comparison, _seed_std(per_a) + _seed_std(per_b)
+
+
+def _seed_average(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Per-query score averaged over seeds."""
+    return {q: float(np.mean([scores[q] for scores in per_seed])) for q in per_seed[0]}
+
+
+def _seed_std(per_seed: list[dict[str, float]]) -> float:
+    """Standard deviation over seeds of the mean per-query score (0 for a single seed)."""
+    means = [float(np.mean(list(v.values()))) for v in per_seed]
+    return float(np.std(means, ddof=1)) if len(means) > 1 else 0.0
+
+
 def mean_std(values: list[float]) -> str:
     """'0.712 ± 0.011' (sample std over seeds), or the single value when only one seed ran."""
     values = np.asarray(values, dtype=float)

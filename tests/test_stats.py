@@ -1,6 +1,6 @@
 import pytest
 
-from retrlab.stats import Comparison, compare_runs, mean_std, paired_bootstrap
+from retrlab.stats import Comparison, compare_runs, compare_seeds, mean_std, paired_bootstrap
 
 
 def test_identical_systems_are_within_noise():
@@ -23,6 +23,21 @@ def test_compare_runs_uses_per_query_metrics():
     bad = {"q1": {"d1": 1.0, "x": 2.0}, "q2": {"d2": 1.0, "x": 2.0}}
     c = compare_runs(good, bad, qrels, "MRR@10")
     assert (c.mean_a, c.mean_b) == (1.0, 0.5)
+
+
+def test_compare_seeds_bootstraps_seed_averaged_queries_and_adds_the_seed_spreads():
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    first = {"q1": {"d1": 2.0, "x": 1.0}, "q2": {"d2": 2.0, "x": 1.0}}  # RR 1, 1
+    q1_second = {"q1": {"d1": 1.0, "x": 2.0}, "q2": {"d2": 2.0, "x": 1.0}}  # RR 0.5, 1
+    second = {"q1": {"d1": 1.0, "x": 2.0}, "q2": {"d2": 1.0, "x": 2.0}}  # RR 0.5, 0.5
+    comparison, spread = compare_seeds([first, q1_second], [second], qrels, a="new", b="old")
+    # new, averaged over its 2 seeds: q1 0.75, q2 1.0; old (one run): 0.5, 0.5 -> gaps 0.25 and 0.5
+    assert (comparison.a, comparison.b, comparison.mean_a, comparison.mean_b) == ("new", "old", 0.875, 0.5)
+    assert comparison.difference == pytest.approx(0.375) and (comparison.low, comparison.high) == (0.25, 0.5)
+    assert spread == pytest.approx(0.1767767, abs=1e-6)  # std(1.0, 0.75) with ddof 1; old ran once: 0
+    assert compare_seeds([first], [second], qrels)[0] == compare_runs(first, second, qrels)
+    with pytest.raises(ValueError, match="at least one run of each"):
+        compare_seeds([], [second], qrels)
 
 
 def test_no_shared_query():

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from retrlab.leaderboard.board import Leaderboard
-from retrlab.stats import paired_bootstrap, per_query
+from retrlab.stats import compare_seeds
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,6 @@ def paper_effect(method: str) -> PaperEffect:
     raise ValueError(f"no paper effect for {method!r}; effects exist for: {', '.join(e.method for e in EFFECTS)}")
 
 
-def _seed_std(per_seed: list[dict[str, float]]) -> float:
-    """Standard deviation over seeds of the mean per-query score (0 for a single seed)."""
-    means = [float(np.mean(list(v.values()))) for v in per_seed]
-    return float(np.std(means, ddof=1)) if len(means) > 1 else 0.0
-
-
-def _average(per_seed: list[dict[str, float]]) -> dict[str, float]:
-    """Per-query score averaged over seeds."""
-    return {q: float(np.mean([scores[q] for scores in per_seed])) for q in per_seed[0]}
-
-
 def _reason(gap: float, low: float, high: float, spread: float, robust: bool,
             fn_rates: dict[str, float | None]) -> str:
     if not robust:
@@ -116,11 +105,9 @@ def compute_effect(effect: PaperEffect, method_runs: list[dict], baseline_runs: 
     """
     if not method_runs or not baseline_runs:
         raise ValueError(f"{effect.name}: need at least one run of each system")
-    per_method = [per_query(run, qrels, measure) for run in method_runs]
-    per_baseline = [per_query(run, qrels, measure) for run in baseline_runs]
     a, b = labels or (effect.method, effect.baseline)
-    comparison = paired_bootstrap(_average(per_method), _average(per_baseline), a=a, b=b, measure=measure)
-    gap, spread = comparison.difference, _seed_std(per_method) + _seed_std(per_baseline)
+    comparison, spread = compare_seeds(method_runs, baseline_runs, qrels, measure, a=a, b=b)
+    gap = comparison.difference
     robust = comparison.robust(spread)
     seeds = max(len(method_runs), len(baseline_runs))
     verdict = "not reproduced" if not robust else ("reproduced" if gap * effect.paper_gap > 0 else "opposite")
