@@ -53,9 +53,9 @@ def one_thread():
 @pytest.fixture
 def float32(monkeypatch):
     """retrlab's encoders in float32, whatever the CPU. For tests that compare with a float32 reference
-    (sentence-transformers) or count distinct scores: under ``auto`` a CPU with native bf16 encodes in
-    bf16 (``retrlab.precision``), which such tests would read as a difference. bf16's own agreement
-    with float32 is tested in test_precision.py."""
+    (sentence-transformers) or count distinct scores: under ``auto`` a CPU with native bf16 encodes and
+    trains in bf16 (``retrlab.precision``), which such tests would read as a difference. bf16's own
+    agreement with float32 is tested in test_precision.py."""
     monkeypatch.setenv("RETRLAB_PRECISION", "fp32")
 
 
