@@ -173,20 +173,13 @@ def cmd_leaderboard(args) -> int:
 def cmd_pretraining_study(args) -> int:
     """Build (or load) every checkpoint and protocol row of one pretraining protocol, then print the
     table and the papers' effects: notebook 13 reloads what this caches."""
-    from tqdm.auto import tqdm
-
     from retrlab.data import load_wikicar
-    from retrlab.pretraining.comparison import effects, effects_markdown, run_study, study_table, table_markdown
+    from retrlab.pretraining.comparison import effects, effects_markdown, run_studies, study_table, table_markdown
 
     data = load_wikicar(seed=args.data_seed)
     started = time.perf_counter()
-    with tqdm(desc=f"{args.protocol} rows", unit="row") as bar:
-        def progress(done: int, total: int, row: str, seed: int) -> None:
-            bar.total = total
-            bar.set_postfix_str(f"seed {seed}: {row}")
-            bar.update(1)
-
-        study = run_study(args.protocol, data, tuple(args.seeds), smoke=args.smoke, progress=progress)
+    study = run_studies(data, tuple(args.seeds), protocols=(args.protocol,), smoke=args.smoke,
+                        workers=args.workers)[args.protocol]
     print(f"\n{args.protocol} protocol, seeds {args.seeds}, budget {study.budget}:")
     print(study_table(study))
     for stage in study.stages:
@@ -197,6 +190,13 @@ def cmd_pretraining_study(args) -> int:
         print("\n" + table_markdown(study) + "\n\n" + effects_markdown(study))
     print(f"wall time {time.perf_counter() - started:.0f} s (rows already cached load in about a second)")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _budget_flags(p: argparse.ArgumentParser) -> None:
@@ -277,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="pretraining and fine-tuning seeds")
     study.add_argument("--smoke", action="store_true", help="tiny budgets: proves the code works in seconds")
     study.add_argument("--data-seed", type=int, default=0, help="wiki-car label/split seed")
+    study.add_argument("--workers", type=_positive_int, default=2,
+                       help="processes that build the rows not cached yet, one thread each (default 2)")
     study.add_argument("--markdown", action="store_true", help="also print docs/RESULTS.md's tables")
     study.set_defaults(fn=cmd_pretraining_study)
     return parser

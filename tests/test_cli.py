@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from retrlab.cli import main
 from tests.helpers import make_toy_data
 
@@ -65,6 +67,14 @@ def test_run_rejects_an_unknown_strategy_listing_the_valid_ones(capsys):
     assert "simans" in err
     assert main(["leaderboard", "--strategies", "star", "nope"]) == 2
     assert "unknown strategy 'nope'" in capsys.readouterr().err
+
+
+def test_pretraining_study_rejects_zero_workers_naming_the_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretraining-study", "--protocol", "continued", "--workers", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--workers" in err and "must be >= 1, got 0" in err
 
 
 def test_leaderboard_and_run_print_a_table_and_save_json_and_plot(tmp_path, monkeypatch, capsys):

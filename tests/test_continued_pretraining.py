@@ -145,3 +145,36 @@ def test_the_cli_refuses_an_unknown_protocol(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["pretraining-study", "--protocol", "from-bert"])
     assert exit_info.value.code == 2 and "invalid choice: 'from-bert'" in capsys.readouterr().err
+
+
+def test_a_study_built_by_two_processes_has_the_numbers_of_one_built_in_order(home, monkeypatch):
+    """``run_studies`` farms row groups out to two processes; each row is seeded by its own seed, so the
+    runs and metrics equal those of the same study built row by row in this process (one thread, as the
+    build processes run)."""
+    from retrlab.pretraining.comparison import checkpoint_groups, run_studies
+
+    assert checkpoint_groups("scratch", ["MLM (mean)", "ICT", "MLM (CLS)", "coCondenser", "Condenser"]) == [
+        ["MLM (mean)", "MLM (CLS)"], ["ICT"], ["coCondenser", "Condenser"]]
+    from retrlab.data import load_wikicar
+
+    data = load_wikicar(seed=0).subset({"train": 60, "dev": 5, "test": 10})  # the smallest the bench's batch of 32 fits
+    seeds, budgets = (0, 1), {"scratch": StudyBudget(2, 2, 4, 2e-4)}
+    rows = {"scratch": ["random init (mean)", "MLM (mean)", "ICT", "MLM (CLS)"]}  # three groups: MLM's rows go together
+    parallel = run_studies(data, seeds, protocols=("scratch",), smoke=True, workers=2, budgets=budgets,
+                           rows=rows, progress=False)["scratch"]
+    monkeypatch.setenv("RETRLAB_HOME", str(home / "in-order"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        in_order = run_studies(data, seeds, protocols=("scratch",), smoke=True, workers=1, budgets=budgets,
+                               rows=rows, progress=False)["scratch"]
+    finally:
+        torch.set_num_threads(threads)
+    for seed in seeds:
+        assert set(parallel.results[seed]) == set(rows["scratch"]) and all(s > 0 for s in parallel.seconds[seed].values())
+        for row in rows["scratch"]:
+            assert parallel.results[seed][row].runs == in_order.results[seed][row].runs, (seed, row)
+            assert parallel.results[seed][row].metrics == in_order.results[seed][row].metrics
+    assert parallel.results[0]["ICT"].runs != parallel.results[1]["ICT"].runs  # the seeds differ: not vacuous
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        run_studies(data, seeds, workers=0)

@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from retrlab.artifacts import Checkpoint, cached_result, fingerprint
+from retrlab.cache import home, intact
 from retrlab.data.dataset import RetrievalData
 from retrlab.encoders import BiEncoder
 from retrlab.evaluation import dense_run, evaluate_run, split_qrels
@@ -221,6 +226,13 @@ class Study:
         return list(next(iter(next(iter(self.results.values())).values())).metrics)
 
 
+def row_entry(protocol: str, data: RetrievalData, budget: StudyBudget, smoke: bool, row: str, seed: int) -> str:
+    """The cache name of one row's result (``cached_result``'s name)."""
+    key = f"pretraining-study/{protocol}-{fingerprint(data)}-{budget.key()}" + ("-smoke" if smoke else "")
+    slug = row.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "-")
+    return f"{key}/{slug}-seed{seed}"
+
+
 def run_study(protocol: str, data: RetrievalData, seeds: tuple[int, ...] = (0,), *, smoke: bool = False,
               budget: StudyBudget | None = None, rows: list[str] | None = None,
               progress: Callable | None = None) -> Study:
@@ -230,19 +242,94 @@ def run_study(protocol: str, data: RetrievalData, seeds: tuple[int, ...] = (0,),
     tested = study_data(data, budget)
     study = Study(protocol, budget, tested)
     rows = rows or study.rows
-    key = f"pretraining-study/{protocol}-{fingerprint(data)}-{budget.key()}" + ("-smoke" if smoke else "")
     for i, seed in enumerate(seeds):
         study.results[seed], study.seconds[seed] = {}, {}
         for j, row in enumerate(rows):
             started = time.perf_counter()
-            slug = row.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "-")
-            raw = cached_result(f"{key}/{slug}-seed{seed}", lambda: result_to_json(two_stage_protocol(
-                row_reader(protocol, row, data, budget, seed, smoke), tested, budget.protocol(seed))))
+            raw = cached_result(row_entry(protocol, data, budget, smoke, row, seed), lambda: result_to_json(
+                two_stage_protocol(row_reader(protocol, row, data, budget, seed, smoke), tested,
+                                   budget.protocol(seed))))
             study.results[seed][row] = result_from_json(raw)
             study.seconds[seed][row] = time.perf_counter() - started
             if progress is not None:
                 progress(i * len(rows) + j + 1, len(seeds) * len(rows), row, seed)
     return study
+
+
+# --- building studies in parallel -----------------------------------------------------------------
+def checkpoint_groups(protocol: str, rows: list[str]) -> list[list[str]]:
+    """``rows`` grouped by the checkpoint they read: MLM's two readouts share one checkpoint, Condenser
+    and coCondenser share their first stage, the start rows (random init / as is) need none. A group
+    is one job of ``run_studies``, so no checkpoint is ever built by two processes at once."""
+    table = SCRATCH_ROWS if protocol == "scratch" else CONTINUED_ROWS
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        method = table[row][0] or row
+        groups.setdefault("Condenser" if method == "coCondenser" else method, []).append(row)
+    return list(groups.values())
+
+
+_worker_data: RetrievalData | None = None  # a build process's copy of the data, sent once when it starts
+
+
+def _start_worker(data: RetrievalData) -> None:
+    global _worker_data
+    torch.set_num_threads(1)  # one process per core: two single-threaded builds beat one two-threaded build
+    _worker_data = data
+
+
+def _build_group(protocol: str, seed: int, rows: list[str], smoke: bool, budget: StudyBudget) -> dict[str, float]:
+    """In a build process: one group of rows for one seed, cached; returns each row's seconds."""
+    study = run_study(protocol, _worker_data, (seed,), smoke=smoke, budget=budget, rows=rows)
+    return study.seconds[seed]
+
+
+def run_studies(data: RetrievalData, seeds: tuple[int, ...] = (0,), *, protocols: tuple[str, ...] = PROTOCOLS,
+                smoke: bool = False, workers: int = 2, budgets: dict[str, StudyBudget] | None = None,
+                rows: dict[str, list[str]] | None = None, progress: bool = True) -> dict[str, Study]:
+    """``run_study`` for each protocol, with the rows not cached yet built first by ``workers`` processes
+    (one thread each; jobs are ``checkpoint_groups`` of one seed, the continued protocol's first since
+    they take longest). ``budgets``, ``rows``: a protocol's budget other than ``study_budget``'s, its
+    rows other than all of them. A study's
+    ``seconds`` are the building processes' own times. Same numbers as ``run_study`` alone: every row is
+    seeded by its own seed, whichever process builds it."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    budgets = {protocol: (budgets or {}).get(protocol) or study_budget(protocol, smoke) for protocol in protocols}
+    rows = {protocol: (rows or {}).get(protocol) or list(SCRATCH_ROWS if protocol == "scratch" else CONTINUED_ROWS)
+            for protocol in protocols}
+    jobs = [(protocol, seed, group, smoke, budgets[protocol])
+            for protocol in sorted(protocols, key=lambda p: p != "continued") for seed in seeds
+            for group in checkpoint_groups(protocol, rows[protocol])
+            if not all(intact(home() / "results" / row_entry(protocol, data, budgets[protocol], smoke, row, seed))
+                       for row in group)]
+    built: dict[tuple[str, int], dict[str, float]] = {}
+    bar = tqdm(total=len(jobs), desc=f"building {len(jobs)} row groups", unit="group", disable=not progress or not jobs)
+    if workers > 1 and len(jobs) > 1:
+        if "scratch" in protocols:
+            bench_tokenizer(data, MEAN.vocab_size)  # shared by every scratch row: built once, here
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: safe beside torch's threads
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_start_worker,
+                                 initargs=(data,)) as pool:
+            futures = {pool.submit(_build_group, *job): job for job in jobs}
+            try:
+                for future in as_completed(futures):
+                    built.setdefault(futures[future][:2], {}).update(future.result())
+                    bar.update(1)
+            except BaseException:  # a failed job (or Ctrl-C) stops the jobs not started yet
+                pool.shutdown(cancel_futures=True)
+                raise
+    else:
+        for protocol, seed, group, _, budget in jobs:
+            built.setdefault((protocol, seed), {}).update(
+                run_study(protocol, data, (seed,), smoke=smoke, budget=budget, rows=group).seconds[seed])
+            bar.update(1)
+    bar.close()
+    studies = {protocol: run_study(protocol, data, seeds, smoke=smoke, budget=budgets[protocol], rows=rows[protocol])
+               for protocol in protocols}
+    for (protocol, seed), seconds in built.items():
+        studies[protocol].seconds[seed].update(seconds)
+    return studies
 
 
 def mean_metric(study: Study, row: str, stage: str, measure: str = "MRR@10") -> list[float]:
