@@ -59,6 +59,22 @@ def test_retriever_loss_mixes_the_two_terms():
         ar2_retriever_loss(s, r, lam=1.5)
 
 
+def test_the_two_terms_pull_alike_when_the_ranker_has_no_opinion():
+    """A ranker that scores every candidate alike gives every reward log 1/2 and a uniform teacher, so
+    the two terms' gradients are proportional: adv = C·log 2 · kd for C candidates. Adam's update does
+    not depend on the gradient's scale, so with such a ranker λ cannot change what the retriever learns
+    (the toy leaderboard's untrained tiny ranker is one)."""
+    scores = torch.tensor([[0.3, -1.0, 2.0, 0.5]])
+    grads = []
+    for loss_fn in (ar2_adversarial_loss, kl_distillation_loss):
+        s = scores.clone().requires_grad_(True)
+        loss_fn(s, torch.full((1, 4), 7.0)).backward()
+        grads.append(s.grad[0])
+    adv, kd = grads
+    torch.testing.assert_close(adv, 4 * math.log(2) * kd, rtol=0, atol=1e-6)
+    assert kd.abs().min() > 1e-2  # not a vacuous 0 = 0
+
+
 def tiny_cross_encoder(seed: int = 0) -> CrossEncoder:
     return make_tiny_cross_encoder(seed, hidden=16)
 
