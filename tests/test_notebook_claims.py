@@ -26,6 +26,7 @@ strict xfail, so it fails (and the entry must go) as soon as the notebook is cle
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -148,3 +149,16 @@ def test_notice_cells_are_found_under_their_heading_only():
         nbformat.v4.new_code_cell("print(1)\nprint(2)"), nbformat.v4.new_markdown_cell("## Exercises"),
         nbformat.v4.new_code_cell("y = 2")])
     assert notice_cells(nb) == ["print(1)\nprint(2)"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_a_notebook_is_committed_clean_with_an_id_on_every_cell(path: Path) -> None:
+    """No outputs or execution counts in the repository, and every cell has its own id (nbformat 4.5
+    requires one; a cell added by hand without it makes every reader warn)."""
+    nb = json.loads(path.read_text())
+    assert (nb["nbformat"], nb["nbformat_minor"]) >= (4, 5)
+    ids = [cell.get("id") for cell in nb["cells"]]
+    assert None not in ids, f"{path.name}: cells {[i for i, x in enumerate(ids) if x is None]} have no id"
+    assert len(set(ids)) == len(ids), f"{path.name}: repeated cell ids"
+    code = [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
+    assert all(not cell["outputs"] and cell["execution_count"] is None for cell in code), f"{path.name} has outputs"
