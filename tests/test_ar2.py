@@ -1,6 +1,7 @@
 """AR2's losses (exact values on tiny inputs) and its alternating loop on toy data."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -93,12 +94,15 @@ def test_groups_and_refresh_on_toy_data(toy_data):
         sample_groups(pool, toy_data, qids, negatives=9, depth=5, rng=random.Random(0))
 
 
-def run_toy(toy_data, with_ranker: bool) -> tuple[list[float], np.ndarray]:
+TOY_GAME = AR2Config(iterations=2, ranker_steps=1, retriever_steps=1, batch_size=2, negatives=2, depth=4, seed=0)
+
+
+def run_toy(toy_data, with_ranker: bool, first_pool=None, picks=None) -> tuple[list[float], np.ndarray]:
     retriever = BiEncoder.tiny(layers=1, hidden=32, seed=0)
     ranker = tiny_cross_encoder() if with_ranker else None
-    config = AR2Config(iterations=2, ranker_steps=1, retriever_steps=1, batch_size=2, negatives=2, depth=4, seed=0)
     qids = toy_data.qids("train")
-    history = train_ar2(retriever, ranker, toy_data, qids, toy_data.search_pids("train"), config, progress=False)
+    history = train_ar2(retriever, ranker, toy_data, qids, toy_data.search_pids("train"), TOY_GAME, progress=False,
+                        first_pool=first_pool, picks=picks)
     losses = [r["retriever_loss"] for r in history.rows if "retriever_loss" in r]
     return losses, retriever.encode_queries(["cats"])
 
@@ -110,6 +114,24 @@ def test_train_ar2_alternates_and_is_reproducible(toy_data):
     assert np.allclose(vector, vector_again)
     alone, vector_alone = run_toy(toy_data, with_ranker=False)
     assert not np.allclose(vector, vector_alone)  # the ranker changed what the retriever learned
+
+
+def test_a_first_pool_computed_once_gives_the_same_game(toy_data):
+    """The starting retriever's refresh, handed in, replaces iteration 1's own: same groups, losses and
+    weights to the last bit; a different pool changes the groups, so the pool handed in is the one used."""
+    qids, universe = toy_data.qids("train"), toy_data.search_pids("train")
+    first = refresh_pool(BiEncoder.tiny(layers=1, hidden=32, seed=0), toy_data, qids, universe, TOY_GAME.depth)
+    picks, shared_picks, other_picks = [], [], []
+    losses, vector = run_toy(toy_data, True, picks=picks)
+    shared, shared_vector = run_toy(toy_data, True, first_pool=first, picks=shared_picks)
+    assert shared == losses and np.array_equal(shared_vector, vector) and shared_picks == picks
+    reversed_pool = dataclasses.replace(first, pids=[p[::-1] for p in first.pids], hidden=[h[::-1] for h in first.hidden])
+    run_toy(toy_data, True, first_pool=reversed_pool, picks=other_picks)
+    assert other_picks[0] != picks[0]  # the first retriever step's groups came from the pool handed in
+    with pytest.raises(ValueError, match="first_pool ranks 1 queries, not the game's"):
+        train_ar2(BiEncoder.tiny(layers=1, hidden=32, seed=0), None, toy_data, qids, universe, TOY_GAME,
+                  progress=False, first_pool=refresh_pool(BiEncoder.tiny(layers=1, hidden=32, seed=0), toy_data,
+                                                          qids[:1], universe, TOY_GAME.depth))
 
 
 def test_sharpness_of_hand_made_distributions():

@@ -96,7 +96,8 @@ def test_every_strategy_runs_and_records_its_negatives(board):
         elif r.strategy != "adore":  # one extra negative per query per step
             assert r.negatives == TOY.steps * TOY.batch_size and r.fn_rate in {k / 8 for k in range(9)}
     assert [r.strategy for r in board.references] == ["warm-up (start)", "STAR (ADORE's start)", "BM25"]
-    built = {"warm-up retriever", "warm-up pool", "STAR model", "cross-encoder", "cross-encoder scores"}
+    built = {"warm-up retriever", "warm-up pool", "STAR model", "cross-encoder", "cross-encoder scores",
+             "AR2's first refresh"}
     assert built <= set(board.prep_seconds)
     assert board.notes["denoising keeps"] == 0.0  # as the rocketqa-denoised rows said: every candidate vetoed
     assert set(board.notes["cross-encoder report"]) >= {"first_stage", "reranked", "accuracy"}

@@ -21,8 +21,9 @@ keep the ranker but one of the two terms of the retriever's loss (λ = 0, λ = 1
 samples the window RocketQA's denoised sampler refills from (pool ranks 11-50) with no cross-encoder.
 They run only when named (``default_strategies`` leaves them out); the full board holds them all.
 
-Shared preparation (artifacts, pools, the cross-encoder's scores, STAR's frozen vectors) happens
-once per ``Context``, outside every strategy's timer, and is timed in ``context.prep_seconds``.
+Shared preparation (artifacts, pools, the cross-encoder's scores, STAR's frozen vectors, AR2's first
+refresh: the warm-up retriever's top-10, the same for every AR2 game) happens once per ``Context``,
+outside every strategy's timer, and is timed in ``context.prep_seconds``.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from retrlab.evaluation import dense_run, encode_corpus, evaluate_run
 from retrlab.leaderboard.budget import LeaderboardBudget
 from retrlab.methods.adore import AdoreStep, freeze_passage_tower
 from retrlab.methods.ance import AnceNegatives
-from retrlab.methods.ar2 import AR2Config, candidate_universe, train_ar2
+from retrlab.methods.ar2 import AR2Config, candidate_universe, refresh_pool, train_ar2
 from retrlab.methods.rocketqa import cross_batch_step
 from retrlab.methods.star import star_step, static_hard_negatives, train_star
 from retrlab.negatives.denoise import denoised_from_pool, keep_as_negative
@@ -122,6 +123,18 @@ class Context:
         candidates = [pool.candidates(q)[0][:ROCKETQA_DEPTH] for q in qids]
         return self._get("cross-encoder scores", lambda: dict(zip(qids, score_candidates(
             ranker, self.data, qids, candidates, progress=False))))
+
+    @property
+    def ar2_start(self) -> tuple[list[str], list[str], CandidatePool]:
+        """AR2's training queries, the universe a refresh re-encodes, and the warm-up retriever's refresh
+        of it: iteration 1's pool of every AR2 game (each entry, each seed), computed once."""
+        pool = self.warmup_pool  # built (and timed) on its own first
+
+        def build() -> tuple[list[str], list[str], CandidatePool]:
+            qids = [q for q in pool.qids if len(pool.candidates(q)[0]) >= AR2_NEGATIVES]
+            universe = candidate_universe(pool, self.data, qids, AR2_UNIVERSE)
+            return qids, universe, refresh_pool(self.fresh(self.warmup), self.data, qids, universe, AR2_DEPTH)
+        return self._get("AR2's first refresh", build)
 
     def ranker_notes(self) -> dict:
         """How good the cross-encoder was (its dev re-ranking report) and the share of scored
@@ -254,9 +267,7 @@ def play_ar2(ctx: Context, seed: int, ranker: CrossEncoder | None, lam: float = 
     the control — the same groups, refreshes and listwise loss, no ranker (notebook 06's baseline).
     ``lam``: the retriever loss's weight on the adversarial term, ``1 - lam`` on distillation.
     """
-    b, pool = ctx.budget, ctx.warmup_pool
-    qids = [q for q in pool.qids if len(pool.candidates(q)[0]) >= AR2_NEGATIVES]
-    universe = candidate_universe(pool, ctx.data, qids, AR2_UNIVERSE)
+    b, (qids, universe, first_pool) = ctx.budget, ctx.ar2_start
     iterations = min(2, b.steps)  # a refresh before each iteration
     per = b.steps // iterations
     config = AR2Config(iterations=iterations, ranker_steps=max(1, per // 3), retriever_steps=per,
@@ -264,7 +275,7 @@ def play_ar2(ctx: Context, seed: int, ranker: CrossEncoder | None, lam: float = 
                        retriever_lr=b.lr, lam=lam, seed=seed)
     retriever, picks = ctx.fresh(ctx.warmup), []
     clock = Clock()
-    train_ar2(retriever, ranker, ctx.data, qids, universe, config, progress=False, picks=picks)
+    train_ar2(retriever, ranker, ctx.data, qids, universe, config, progress=False, picks=picks, first_pool=first_pool)
     ranker_steps = iterations * config.ranker_steps if ranker is not None else 0
     return Trained(retriever, *clock.read(), picks, iterations * per, extra={"ranker_steps": ranker_steps})
 

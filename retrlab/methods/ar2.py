@@ -112,14 +112,19 @@ class AR2Game:
     Step ``s`` belongs to iteration ``(s - 1) // per_iteration + 1``; its first step refreshes the
     pool with the current retriever, the next ``ranker_steps`` train the ranker, the rest the
     retriever. ``state_dict`` holds the current pool, so a resumed run trains on the same groups.
+    ``first_pool``, when given, is iteration 1's refresh, computed once by the caller.
     """
 
     def __init__(self, retriever: BiEncoder, ranker: CrossEncoder | None, data: RetrievalData, qids: list[str],
-                 universe: list[str], config: AR2Config, picks: list | None = None) -> None:
+                 universe: list[str], config: AR2Config, picks: list | None = None,
+                 first_pool: CandidatePool | None = None) -> None:
         if len(qids) < config.batch_size:
             raise ValueError(f"batch_size {config.batch_size} exceeds the {len(qids)} training queries")
+        if first_pool is not None and first_pool.qids != list(qids):
+            raise ValueError(f"first_pool ranks {len(first_pool.qids)} queries, not the game's {len(qids)} "
+                             "training queries in their order")
         self.retriever, self.ranker, self.data, self.qids, self.universe = retriever, ranker, data, qids, universe
-        self.config, self.picks = config, picks
+        self.config, self.picks, self.first_pool = config, picks, first_pool
         self.rng = random.Random(config.seed)
         self.pool: CandidatePool | None = None
         self.ranker_steps = config.ranker_steps if ranker is not None else 0
@@ -135,7 +140,9 @@ class AR2Game:
 
     def groups(self, step: int) -> tuple[list[str], list[list[str]], torch.Tensor]:
         """This step's queries, their ``[positive, negatives]`` groups, and the targets (column 0)."""
-        if (step - 1) % self.per_iteration == 0:  # a new iteration: G_θ's current top-k
+        if step == 1 and self.first_pool is not None:  # the starting retriever's top-k, computed once
+            self.pool = self.first_pool
+        elif (step - 1) % self.per_iteration == 0:  # a new iteration: G_θ's current top-k
             self.pool = refresh_pool(self.retriever, self.data, self.qids, self.universe, self.config.depth)
         batch = self.rng.sample(self.qids, self.config.batch_size)
         groups = sample_groups(self.pool, self.data, batch, self.config.negatives, self.config.depth, self.rng)
@@ -173,7 +180,7 @@ class AR2Game:
 def train_ar2(retriever: BiEncoder, ranker: CrossEncoder | None, data: RetrievalData, qids: list[str],
               universe: list[str], config: AR2Config, on_iteration=None, progress: bool = True,
               picks: list | None = None, hooks: list[Hook] = (), checkpoint: str | Path | None = None,
-              checkpoint_every: int = 0) -> History:
+              checkpoint_every: int = 0, first_pool: CandidatePool | None = None) -> History:
     """Alternate ranker and retriever steps for ``config.iterations`` refreshes (in place), on the engine.
 
     ``on_iteration(iteration, retriever, ranker)`` runs after each iteration (and before the first,
@@ -181,8 +188,11 @@ def train_ar2(retriever: BiEncoder, ranker: CrossEncoder | None, data: Retrieval
     listwise CE on the same groups: the baseline. ``picks``, when given, receives
     ``(qid, negatives)`` of every group a retriever step trains on (to measure false negatives).
     Each player has its own AdamW and schedule (``retrlab.train.run``: one warm-up rule).
+    ``first_pool``: iteration 1's refresh, ``refresh_pool(retriever, data, qids, universe, config.depth)``
+    of this very retriever, when the caller has it. Games that start from the same retriever (other
+    seeds, the control) share it instead of re-encoding the universe each: same numbers, one refresh.
     """
-    game = AR2Game(retriever, ranker, data, qids, universe, config, picks)
+    game = AR2Game(retriever, ranker, data, qids, universe, config, picks, first_pool)
     steps = config.iterations * game.per_iteration
     learners = {"retriever": Learner([retriever], config.retriever_lr, config.iterations * config.retriever_steps,
                                      warmup_ratio=config.warmup_ratio)}
