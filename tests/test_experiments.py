@@ -19,9 +19,9 @@ from retrlab.leaderboard import (DEFAULT, FULL, FULL_BOARD_COMMAND, FULL_BOARD_S
                                  run_leaderboard, run_entry, stored_board)
 from retrlab.leaderboard import board as board_module
 from retrlab.leaderboard import effects_table
+from retrlab.lesson import show_full_board_effect
 from retrlab.losses import ar2_retriever_loss
 from retrlab.methods import ar2
-from retrlab.lesson import show_full_board_effect
 from retrlab.rerank import CrossEncoderBudget
 from tests.helpers import make_tiny_cross_encoder, make_toy_data
 
