@@ -388,13 +388,20 @@ class CrossEncoder(torch.nn.Module):
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(N,) logits of a tokenized batch of pairs."""
+        """(N,) logits of a tokenized batch of pairs, in float32 or wider.
+
+        The segment-cosine head's transformer pass follows the precision policy (bf16 where native,
+        as ``BiEncoder`` does) and the head runs on float32 states. The classifier head stays in
+        float32: its logit comes out of a linear layer inside the model, which autocast would run in bf16.
+        """
         if self.head == "classifier":
             return self.model(**batch).logits.squeeze(-1)
         if "token_type_ids" not in batch:
             raise ValueError("the segment-cosine head needs token_type_ids to tell the query from the passage; "
                              "this tokenizer gives none (use head='classifier')")
-        states = self.model(**batch).last_hidden_state  # (N, T, H)
+        with autocast(self.device, training=self.training):  # the precision policy (retrlab.precision)
+            states = self.model(**batch).last_hidden_state  # (N, T, H)
+        states = states.to(torch.promote_types(states.dtype, torch.float32))  # bf16 -> fp32 before the head
         query, passage = segment_means(states, batch["token_type_ids"], batch["attention_mask"])  # (N, H) each
         return self.log_scale.exp() * (F.cosine_similarity(query, passage, dim=-1) - self.offset)
 

@@ -88,3 +88,25 @@ def test_a_float64_model_keeps_float64_vectors():
     model = BiEncoder.tiny().double()
     with torch.no_grad():
         assert model.embed_passages(["a short passage"]).dtype == torch.float64
+
+
+def test_the_cross_encoder_follows_the_policy_with_float32_logits(monkeypatch):
+    """Segment-cosine logits under bf16 stay within 0.05 of float32's (benchmarks/bf16_cross_encoder.py:
+    0.013 at most on 400 trained pairs); the classifier head, whose logit a bf16 linear layer would
+    round, does not change at all."""
+    from retrlab.data import load_wikicar
+    from retrlab.encoders import CrossEncoder
+
+    data = load_wikicar()
+    queries = [data.queries[q] for q in data.qids("dev")[:4]]
+    passages = data.passage_texts()[:4]
+    cosine_head, classifier = CrossEncoder.minilm(max_length=64), CrossEncoder.minilm(max_length=64, head="classifier")
+    logits = {}
+    for policy in ("fp32", "bf16"):
+        monkeypatch.setenv("RETRLAB_PRECISION", policy)
+        with torch.no_grad():
+            logits[policy] = [cosine_head(queries, passages), classifier(queries, passages)]
+    (cos32, cls32), (cos16, cls16) = logits["fp32"], logits["bf16"]
+    assert cos16.dtype == cls16.dtype == torch.float32
+    assert 0 < (cos16 - cos32).abs().max() < 0.05  # bf16 really ran, and barely moved the logits
+    assert torch.equal(cls16, cls32)
