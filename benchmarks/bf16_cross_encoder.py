@@ -11,7 +11,10 @@ bf16 logits are from its float32 ones at inference, and the seconds per training
 The check that the policy may cover the cross-encoder (AR2's ranker, RocketQA's denoiser, notebook
 05's and 06's shared artifact) on hardware with native bf16; elsewhere bf16 is emulated and slow.
 
-    python benchmarks/bf16_cross_encoder.py [--seeds 0 1 2] [--precisions fp32 bf16] [--out benchmarks/results]
+    python benchmarks/bf16_cross_encoder.py [--seeds 0 1 2] [--precisions fp32 bf16] [--quick] [--out benchmarks/results]
+
+``--quick`` checks the script itself in seconds: a 40-query subset, the smoke-mode warm-up pool and
+cross-encoder budget (3 steps); its numbers mean nothing.
 """
 from __future__ import annotations
 
@@ -41,18 +44,17 @@ def logit_agreement(model: CrossEncoder, data, pool, n_queries: int = 40) -> dic
     logits = {}
     for precision in ("fp32", "bf16"):
         in_precision(precision)
-        probs = np.concatenate(score_candidates(model, data, qids, candidates, progress=False))
-        logits[precision] = np.log(probs) - np.log1p(-probs)
-    diff = np.abs(logits["bf16"] - logits["fp32"])
-    same_top = np.mean([np.argmax(a) == np.argmax(b) for a, b in
-                        zip(np.split(logits["fp32"], n_queries), np.split(logits["bf16"], n_queries))])
+        logits[precision] = [np.log(p) - np.log1p(-p)  # (candidates,) logits of one query
+                             for p in score_candidates(model, data, qids, candidates, progress=False)]
+    diff = np.abs(np.concatenate(logits["bf16"]) - np.concatenate(logits["fp32"]))
+    same_top = np.mean([np.argmax(a) == np.argmax(b) for a, b in zip(logits["fp32"], logits["bf16"])])
     return {"pairs": len(diff), "max_abs_logit_diff": float(diff.max()), "median_abs_logit_diff": float(np.median(diff)),
             "same_top_candidate": float(same_top)}
 
 
-def one_run(data, pool, precision: str, seed: int) -> tuple[dict, CrossEncoder]:
+def one_run(data, pool, precision: str, seed: int, quick: bool = False) -> tuple[dict, CrossEncoder]:
     """Train a fresh cross-encoder under ``precision``; grade it in float32 on all dev queries."""
-    budget = replace(cross_encoder_budget(smoke=False), seed=seed)
+    budget = replace(cross_encoder_budget(smoke=quick), seed=seed)
     model = CrossEncoder.minilm(max_length=budget.max_length)
     in_precision(precision)
     history = train_cross_encoder(model, data, pool, budget, progress=False)
@@ -81,15 +83,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for bf16_cross_encoder.json")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long check of the script (see above)")
     args = parser.parse_args()
     data = load_wikicar()
+    if args.quick:
+        data = data.subset({"train": 40, "dev": 10, "test": 10})
     in_precision("fp32")
-    pool = warmup_pool(data, smoke=False)  # the shared artifact's negatives (built once, cached)
+    pool = warmup_pool(data, smoke=args.quick)  # the shared artifact's negatives (built once, cached)
     report = {"machine": machine(default_device()), "args": {k: str(v) for k, v in vars(args).items()}}
     runs, started = [], time.perf_counter()
     for seed in args.seeds:
         for precision in args.precisions:
-            run, model = one_run(data, pool, precision, seed)
+            run, model = one_run(data, pool, precision, seed, args.quick)
             runs.append(run)
             if "agreement" not in report:  # one trained model's logits, read both ways
                 report["agreement"] = logit_agreement(model, data, pool)

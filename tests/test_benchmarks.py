@@ -78,6 +78,35 @@ def test_bf16_benchmark_runs_end_to_end_and_writes_its_report(tmp_path):
     assert report["summary"][0]["seeds"] == 1 and "no seed spread" in out.stdout
 
 
+def test_cross_encoder_benchmark_runs_end_to_end_and_reads_one_model_both_ways(tmp_path, home):
+    # --quick: a 40-query subset and the smoke budget (3 steps); one seed, both precisions.
+    args = ["--quick", "--seeds", "0", "--out", str(tmp_path)]
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "bf16_cross_encoder.py"), *args],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "bf16_cross_encoder.json").read_text())
+    assert [(r["precision"], r["seed"]) for r in report["runs"]] == [("fp32", 0), ("bf16", 0)]
+    assert all(0 < r["dev_reranked_mrr10"] <= 1 and r["seconds_per_step"] > 0 for r in report["runs"])
+    agreement = report["agreement"]
+    assert agreement["pairs"] > 0 and 0 <= agreement["median_abs_logit_diff"] <= agreement["max_abs_logit_diff"]
+    summary = report["summary"]
+    assert summary["gap"] == pytest.approx(summary["bf16_mean"] - summary["fp32_mean"])
+
+
+def test_cross_encoder_summary_calls_a_gap_within_the_seed_spread(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports bf16_training's helpers, as run from its folder
+    bench = load("bf16_cross_encoder")
+    runs = [{"precision": p, "seed": s, "dev_reranked_mrr10": m, "seconds_per_step": t}
+            for p, t, mrrs in (("fp32", 0.9, [0.62, 0.58, 0.58]), ("bf16", 0.45, [0.63, 0.57, 0.58]))
+            for s, m in enumerate(mrrs)]
+    row = bench.summary(runs, ("fp32", "bf16"))
+    assert row["fp32_mean"] == pytest.approx(0.5933333) and row["gap"] == pytest.approx(0.0)
+    assert row["fp32_std"] == pytest.approx(0.0230940) and row["within_seed_spread"]
+    assert row["bf16_seconds_per_step"] == pytest.approx(0.45)
+    far = [dict(r, dev_reranked_mrr10=r["dev_reranked_mrr10"] + 0.1) if r["precision"] == "bf16" else r for r in runs]
+    assert not bench.summary(far, ("fp32", "bf16"))["within_seed_spread"]
+
+
 def test_top1_knobs_parses_one_knob_per_setting_and_names_a_bad_one():
     knobs = load("top1_knobs")
     assert knobs.parse_setting("base") == (knobs.BASE, "top-1")
