@@ -70,6 +70,14 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
     raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
+def hidden_states(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """(B, T, H) last hidden states of a transformer pass run under the precision policy
+    (``retrlab.precision``: bf16 autocast where native), cast up to float32 (a float64 model stays float64)."""
+    with autocast(device, training=model.training):
+        hidden = model(**batch).last_hidden_state
+    return hidden.to(torch.promote_types(hidden.dtype, torch.float32))
+
+
 def _check_texts(texts) -> None:
     """A list of strings (a bare string would be encoded character by character)."""
     if isinstance(texts, str):
@@ -211,9 +219,7 @@ class BiEncoder(torch.nn.Module):
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def _embed(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        with autocast(self.device, training=model.training):  # the precision policy (retrlab.precision)
-            hidden = model(**batch).last_hidden_state  # (B, T, H)
-        hidden = hidden.to(torch.promote_types(hidden.dtype, torch.float32))  # bf16 -> fp32; fp64 stays
+        hidden = hidden_states(model, batch, self.device)  # (B, T, H), float32 or wider
         vectors = pool(hidden, batch["attention_mask"], self.pooling)  # (B, H), float32 or wider
         return F.normalize(vectors, dim=-1) if self.normalize else vectors
 
@@ -399,9 +405,7 @@ class CrossEncoder(torch.nn.Module):
         if "token_type_ids" not in batch:
             raise ValueError("the segment-cosine head needs token_type_ids to tell the query from the passage; "
                              "this tokenizer gives none (use head='classifier')")
-        with autocast(self.device, training=self.training):  # the precision policy (retrlab.precision)
-            states = self.model(**batch).last_hidden_state  # (N, T, H)
-        states = states.to(torch.promote_types(states.dtype, torch.float32))  # bf16 -> fp32 before the head
+        states = hidden_states(self.model, batch, self.device)  # (N, T, H), float32 before the head
         query, passage = segment_means(states, batch["token_type_ids"], batch["attention_mask"])  # (N, H) each
         return self.log_scale.exp() * (F.cosine_similarity(query, passage, dim=-1) - self.offset)
 
