@@ -28,9 +28,9 @@ logit, loss and optimiser state are float32. Pretraining objectives that call th
 directly (MLM, Condenser, coCondenser, Contriever, SEED-Encoder, RetroMAE, PROP) stay float32
 (docs/RESULTS.md 5.3). For the cross-encoder (AR2's ranker, RocketQA's denoiser) bf16 training
 re-ranked as well as float32 (wiki-car dev MRR@10 0.591 both, 3 seeds, 2.1x faster per step on the
-AVX512-BF16 CPU;
-``benchmarks/bf16_cross_encoder.py``, docs/RESULTS.md 5.5). Its ``"classifier"`` head stays float32:
-that logit comes out of a linear layer inside the model, which autocast would run in bf16.
+AVX512-BF16 CPU; ``benchmarks/bf16_cross_encoder.py``, docs/RESULTS.md 5.5). Its ``"classifier"``
+head stays float32: that logit comes out of a linear layer inside the model, which autocast would
+run in bf16.
 Mixed precision training: Micikevicius et al. 2018, "Mixed Precision Training".
 """
 from __future__ import annotations
