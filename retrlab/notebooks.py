@@ -57,11 +57,13 @@ def execute_notebook(path: str | Path, *, smoke: bool = True, timeout: int = 900
 
 
 def execution_key(path: str | Path, *, smoke: bool) -> str:
-    """What identifies one execution: the notebook's bytes, the mode, and retrlab's version."""
+    """What identifies one execution: the notebook's bytes, the mode, retrlab's version, and the settings
+    that change what a notebook prints (``RETRLAB_SEEDS``, ``RETRLAB_PRECISION``)."""
     from retrlab import __version__
 
+    settings = "|".join(os.environ.get(name, "") for name in ("RETRLAB_SEEDS", "RETRLAB_PRECISION"))
     digest = hashlib.sha256(Path(path).read_bytes())
-    digest.update(f"|{'smoke' if smoke else 'default'}|{__version__}".encode())
+    digest.update(f"|{'smoke' if smoke else 'default'}|{__version__}|{settings}".encode())
     return digest.hexdigest()[:16]
 
 

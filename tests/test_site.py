@@ -46,6 +46,17 @@ def test_execution_key_follows_content_and_mode(tmp_path):
     assert execution_key(path, smoke=True) != smoke
 
 
+def test_execution_key_follows_the_seed_count_and_precision(tmp_path, monkeypatch):
+    path = write_notebook(tmp_path / "01_a.ipynb", "print(1)")
+    monkeypatch.delenv("RETRLAB_SEEDS", raising=False)
+    monkeypatch.delenv("RETRLAB_PRECISION", raising=False)
+    plain = execution_key(path, smoke=True)
+    monkeypatch.setenv("RETRLAB_SEEDS", "1")
+    one_seed = execution_key(path, smoke=True)
+    monkeypatch.setenv("RETRLAB_PRECISION", "fp32")
+    assert len({plain, one_seed, execution_key(path, smoke=True)}) == 3
+
+
 def test_only_the_changed_notebook_is_executed_again(home, tmp_path, monkeypatch):
     monkeypatch.setattr(site, "copy_assets", lambda out: out)  # the assets are tested below
     folder = tmp_path / "nb"
