@@ -226,9 +226,11 @@ def seed_summary(scores: list[float] | np.ndarray, seeds: tuple[int, ...]) -> st
 
 
 def effect_sentence(row: EffectRow, seeds: tuple[int, ...], measure: str = "MRR@10") -> str:
-    """A notebook's main comparison in one sentence: gap, 95% interval and its half-width, seed spread, verdict."""
+    """A notebook's main comparison in one sentence: gap, 95% interval and its half-width, seed spread, verdict.
+    With one run of each (``RETRLAB_SEEDS=1``) the spread is not measured, and the sentence says so."""
+    spread = f"seed spread ±{row.spread:.3f}" if row.seeds > 1 else "seed spread not measured (one seed)"
     return (f"Over seeds {seeds}, {row.compared}: Δ {measure} {row.gap:+.3f}, 95% interval [{row.low:+.3f}, "
-            f"{row.high:+.3f}] (half-width {(row.high - row.low) / 2:.3f}), seed spread ±{row.spread:.3f}: {row.verdict}.")
+            f"{row.high:+.3f}] (half-width {(row.high - row.low) / 2:.3f}), {spread}: {row.verdict}.")
 
 
 def notice(*points: str, started: float | None = None, smoke: bool | None = None) -> None:

@@ -40,7 +40,7 @@ def seed_count(default: int) -> int:
     raw = os.environ.get("RETRLAB_SEEDS", "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ValueError(f"RETRLAB_SEEDS must be a whole number of seeds, 1 or more; got {raw!r}")
     return int(raw)
 

@@ -163,6 +163,8 @@ def test_effect_sentence_states_gap_interval_half_width_spread_and_verdict():
     assert effect_sentence(row, (0, 1, 2)) == ("Over seeds (0, 1, 2), SimANS vs top-1: Δ MRR@10 +0.012, 95% interval "
                                                "[-0.010, +0.030] (half-width 0.020), seed spread ±0.004: not reproduced.")
     assert "Δ dev MRR@10 +0.012" in effect_sentence(row, (0,), "dev MRR@10")
+    one = EffectRow(paper_effect("simans"), "SimANS vs top-1", 1, 0.0123, -0.0101, 0.0299, 0.0, False, "not reproduced", "")
+    assert effect_sentence(one, (0,)).endswith("(half-width 0.020), seed spread not measured (one seed): not reproduced.")
 
 
 def _result(runs: dict) -> ProtocolResult:

@@ -22,7 +22,7 @@ def test_the_variable_overrides_every_default(monkeypatch, value, seeds):
     assert extra_seeds() == seeds and extra_seeds(2) == seeds and extra_seeds(3, first=10) == tuple(s + 10 for s in seeds)
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two", "2.5", "1e3"])
+@pytest.mark.parametrize("value", ["0", "-1", "two", "2.5", "1e3", "²"])
 def test_a_bad_count_is_named(monkeypatch, value):
     monkeypatch.setenv("RETRLAB_SEEDS", value)
     with pytest.raises(ValueError, match=rf"RETRLAB_SEEDS must be a whole number of seeds, 1 or more; got '{value}'"):
